@@ -1,0 +1,94 @@
+"""Shared DynamoDB plumbing: table checks/creation and (de)serialisation."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from rollback import aws
+from rollback.errors import StoreError
+
+log = logging.getLogger(__name__)
+_SER = TypeSerializer()
+_DESER = TypeDeserializer()
+
+
+def to_item(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _SER.serialize(v) for k, v in data.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_DESER.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, set):
+        return {_plain(v) for v in value}
+    return value
+
+
+class DynamoTable:
+    """One DynamoDB table; the client is injected or built lazily."""
+
+    key_schema: list[dict[str, str]] = []
+    attributes: list[dict[str, str]] = []
+    indexes: list[dict[str, Any]] = []
+    ttl_attribute: str | None = None
+
+    def __init__(self, table: str, client: Any = None, credentials_block: str | None = None):
+        self.table = table
+        self._client = client
+        self._credentials_block = credentials_block
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("dynamodb", self._credentials_block)
+        return self._client
+
+    def ensure(self, create: bool) -> None:
+        """Check the table exists; create it (and wait) when ``create`` is set."""
+        try:
+            self.client.describe_table(TableName=self.table)
+            return
+        except ClientError as exc:
+            if aws.error_code(exc) != "ResourceNotFoundException":
+                raise aws.translate(exc, f"describe table {self.table}") from exc
+        if not create:
+            raise StoreError(
+                f"DynamoDB table {self.table!r} does not exist: create it, or set "
+                "stores.create_tables: true in the config"
+            )
+        log.info("creating DynamoDB table %s", self.table)
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeySchema": self.key_schema,
+            "AttributeDefinitions": self.attributes,
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if self.indexes:
+            kwargs["GlobalSecondaryIndexes"] = self.indexes
+        try:
+            self.client.create_table(**kwargs)
+        except ClientError as exc:
+            if aws.error_code(exc) != "ResourceInUseException":  # created meanwhile
+                raise aws.translate(exc, f"create table {self.table}") from exc
+        self.client.get_waiter("table_exists").wait(
+            TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+        if self.ttl_attribute:
+            self.client.update_time_to_live(
+                TableName=self.table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": self.ttl_attribute},
+            )

@@ -1,0 +1,367 @@
+"""The audit log (DynamoDB): one item per rollback attempt, plus the per-service
+lease lock, the bad-version list and claimed source events, all in the same table.
+
+Writes are conditional: a retried write never duplicates an attempt or overwrites a
+final state; a transition only applies from an allowed predecessor status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from rollback import aws
+from rollback.errors import AlreadyRecordedError, LockHeldError
+from rollback.models import (
+    AuditRecord,
+    CheckResult,
+    Status,
+    allowed_predecessors,
+    iso,
+    parse_iso,
+    utcnow,
+)
+from rollback.stores._dynamo import DynamoTable, from_item, to_item
+
+log = logging.getLogger(__name__)
+BY_SERVICE = "by-service"
+
+
+def service_key(environment: str, service: str) -> str:
+    return f"{environment}#{service}"
+
+
+def _ts(ts: datetime) -> str:
+    return ts.isoformat(timespec="microseconds")
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return aws.error_code(exc) == "ConditionalCheckFailedException"
+
+
+class AuditTable(DynamoTable):
+    key_schema = [{"AttributeName": "audit_id", "KeyType": "HASH"}]
+    attributes = [
+        {"AttributeName": "audit_id", "AttributeType": "S"},
+        {"AttributeName": "service_key", "AttributeType": "S"},
+        {"AttributeName": "requested_at", "AttributeType": "S"},
+    ]
+    indexes = [
+        {
+            "IndexName": BY_SERVICE,
+            "KeySchema": [
+                {"AttributeName": "service_key", "KeyType": "HASH"},
+                {"AttributeName": "requested_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ]
+    ttl_attribute = "expires_at"
+
+
+class AuditStore(AuditTable):
+    """Rollback attempts: create, transition, annotate, read."""
+
+    def create(self, record: AuditRecord) -> None:
+        item = {
+            "audit_id": record.audit_id,
+            "record_type": "attempt",
+            "service_key": service_key(record.environment, record.service),
+            "environment": record.environment,
+            "service": record.service,
+            "status": record.status.value,
+            "requested_at": _ts(record.requested_at),
+            "requested_by": record.requested_by,
+            "trigger": record.trigger,
+            "reason": record.reason,
+            "source_event_id": record.source_event_id,
+            "dry_run": record.dry_run,
+            "flow_run_id": record.flow_run_id,
+            "transitions": [{"status": record.status.value, "at": _ts(record.requested_at)}],
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=to_item(item),
+                ConditionExpression="attribute_not_exists(audit_id)",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise AlreadyRecordedError(f"audit record {record.audit_id} already exists") from exc
+            raise aws.translate(exc, f"write audit record {record.audit_id}") from exc
+
+    def transition(self, audit_id: str, new: Status, **fields: Any) -> None:
+        """Move to ``new`` (only from an allowed status), setting ``fields`` too."""
+        sets = ["#status = :new", "transitions = list_append(transitions, :tr)"]
+        values: dict[str, Any] = {
+            ":new": new.value,
+            ":tr": [{"status": new.value, "at": _ts(utcnow())}],
+        }
+        preds = sorted(s.value for s in allowed_predecessors(new))
+        for i, pred in enumerate(preds):
+            values[f":p{i}"] = pred
+        names = {"#status": "status"}
+        for i, (key, value) in enumerate(fields.items()):
+            if value is None:
+                continue
+            names[f"#f{i}"] = key
+            values[f":f{i}"] = _encode_field(key, value)
+            sets.append(f"#f{i} = :f{i}")
+        condition = "#status IN (" + ", ".join(f":p{i}" for i in range(len(preds))) + ")"
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": audit_id}),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_exists(audit_id) AND " + condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise AlreadyRecordedError(
+                    f"audit record {audit_id} cannot move to {new.value} from its current status"
+                ) from exc
+            raise aws.translate(exc, f"update audit record {audit_id}") from exc
+
+    def annotate(self, audit_id: str, **fields: Any) -> None:
+        """Set fields that are not the status (versions, checks, run id)."""
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if not fields:
+            return
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":f{i}": _encode_field(k, v) for i, (k, v) in enumerate(fields.items())}
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": audit_id}),
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
+                ConditionExpression="attribute_exists(audit_id)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"update audit record {audit_id}") from exc
+
+    def get(self, audit_id: str) -> AuditRecord | None:
+        try:
+            out = self.client.get_item(
+                TableName=self.table, Key=to_item({"audit_id": audit_id}), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"read audit record {audit_id}") from exc
+        item = out.get("Item")
+        return _record(from_item(item)) if item else None
+
+    def recent(
+        self, environment: str, service: str, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditRecord]:
+        """Attempts for one service, newest first (optionally only since ``since``)."""
+        cond = "service_key = :k"
+        values: dict[str, Any] = {":k": service_key(environment, service)}
+        if since:
+            cond += " AND requested_at >= :since"
+            values[":since"] = _ts(since)
+        try:
+            out = self.client.query(
+                TableName=self.table,
+                IndexName=BY_SERVICE,
+                KeyConditionExpression=cond,
+                ExpressionAttributeValues=to_item(values),
+                ScanIndexForward=False,
+                Limit=limit,
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"query audit log for {environment}/{service}") from exc
+        return [_record(from_item(i)) for i in out.get("Items", [])]
+
+    def scan_all(self) -> list[AuditRecord]:
+        """Every attempt (for reports); pages through the table."""
+        items: list[AuditRecord] = []
+        kwargs: dict[str, Any] = {"TableName": self.table}
+        while True:
+            try:
+                out = self.client.scan(**kwargs)
+            except ClientError as exc:
+                raise aws.translate(exc, f"scan audit table {self.table}") from exc
+            for raw in out.get("Items", []):
+                data = from_item(raw)
+                if data.get("record_type") == "attempt":
+                    items.append(_record(data))
+            if "LastEvaluatedKey" not in out:
+                return items
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+
+class LockStore(AuditTable):
+    """Per-(environment, service) lease lock: at most one rollback in flight, across
+    processes and hosts. A lease that is not renewed expires, so a dead holder never
+    blocks the service for longer than the lease."""
+
+    def acquire(self, environment: str, service: str, holder: str, lease_s: float) -> None:
+        now = time.time()
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=to_item(
+                    {
+                        "audit_id": f"lock#{service_key(environment, service)}",
+                        "record_type": "lock",
+                        "holder": holder,
+                        "lease_until": int((now + lease_s) * 1000),
+                        "expires_at": int(now + lease_s + 86400),
+                    }
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(audit_id) OR lease_until < :now OR holder = :me"
+                ),
+                ExpressionAttributeValues=to_item({":now": int(now * 1000), ":me": holder}),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                other = self.holder(environment, service)
+                raise LockHeldError(
+                    f"a rollback of {environment}/{service} is already in flight "
+                    f"(audit {other or 'unknown'}): wait for it to finish"
+                ) from exc
+            raise aws.translate(exc, f"lock {environment}/{service}") from exc
+
+    def renew(self, environment: str, service: str, holder: str, lease_s: float) -> None:
+        self.acquire(environment, service, holder, lease_s)
+
+    def release(self, environment: str, service: str, holder: str) -> None:
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": f"lock#{service_key(environment, service)}"}),
+                ConditionExpression="holder = :me",
+                ExpressionAttributeValues=to_item({":me": holder}),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return  # someone else holds it now (our lease expired): nothing to release
+            raise aws.translate(exc, f"unlock {environment}/{service}") from exc
+
+    def holder(self, environment: str, service: str) -> str | None:
+        out = self.client.get_item(
+            TableName=self.table,
+            Key=to_item({"audit_id": f"lock#{service_key(environment, service)}"}),
+            ConsistentRead=True,
+        )
+        item = from_item(out["Item"]) if "Item" in out else None
+        if not item or item.get("lease_until", 0) < time.time() * 1000:
+            return None
+        return str(item.get("holder"))
+
+
+class MarkerStore(AuditTable):
+    """Small facts kept beside the attempts: bad versions, claimed source events."""
+
+    def bad_versions(self, environment: str, service: str) -> frozenset[str]:
+        try:
+            out = self.client.get_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": f"bad#{service_key(environment, service)}"}),
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"read bad versions of {environment}/{service}") from exc
+        item = from_item(out["Item"]) if "Item" in out else {}
+        return frozenset(item.get("versions", set()))
+
+    def mark_bad(self, environment: str, service: str, version: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": f"bad#{service_key(environment, service)}"}),
+                UpdateExpression="ADD versions :v SET record_type = :t",
+                ExpressionAttributeValues=to_item({":v": {version}, ":t": "bad-versions"}),
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"mark {version} bad for {environment}/{service}") from exc
+
+    def claim_event(self, event_id: str, audit_id: str, ttl_days: int = 7) -> str:
+        """Claim a source event for ``audit_id``; returns the audit id that holds it
+        (ours, or the one that claimed it first — a redelivery starts nothing new)."""
+        key = f"event#{event_id}"
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=to_item(
+                    {
+                        "audit_id": key,
+                        "record_type": "event",
+                        "claimed_by": audit_id,
+                        "expires_at": int(time.time() + ttl_days * 86400),
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(audit_id)",
+            )
+            return audit_id
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise aws.translate(exc, f"claim event {event_id}") from exc
+        out = self.client.get_item(
+            TableName=self.table, Key=to_item({"audit_id": key}), ConsistentRead=True
+        )
+        return str(from_item(out["Item"])["claimed_by"])
+
+
+def _encode_field(key: str, value: Any) -> Any:
+    if key == "checks":
+        return [c.as_dict() for c in value]
+    if isinstance(value, datetime):
+        return _ts(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+def _record(data: dict[str, Any]) -> AuditRecord:
+    return AuditRecord(
+        audit_id=data["audit_id"],
+        environment=data["environment"],
+        service=data["service"],
+        status=Status(data["status"]),
+        requested_at=parse_iso(data["requested_at"]) or utcnow(),
+        requested_by=data.get("requested_by", "unknown"),
+        trigger=data.get("trigger", "manual"),
+        reason=data.get("reason", ""),
+        source_event_id=data.get("source_event_id"),
+        from_version=data.get("from_version"),
+        to_version=data.get("to_version"),
+        checks=tuple(
+            CheckResult(c["name"], bool(c["passed"]), c.get("detail", ""))
+            for c in data.get("checks", [])
+        ),
+        transitions=tuple((t["status"], t["at"]) for t in data.get("transitions", [])),
+        flow_run_id=data.get("flow_run_id"),
+        outcome_reason=data.get("outcome_reason"),
+        dry_run=bool(data.get("dry_run", False)),
+    )
+
+
+def audit_dict(record: AuditRecord) -> dict[str, Any]:
+    """A JSON-ready view of an audit record (CLI output, artifacts)."""
+    return {
+        "audit_id": record.audit_id,
+        "environment": record.environment,
+        "service": record.service,
+        "status": record.status.value,
+        "requested_at": iso(record.requested_at),
+        "requested_by": record.requested_by,
+        "trigger": record.trigger,
+        "reason": record.reason,
+        "source_event_id": record.source_event_id,
+        "from_version": record.from_version,
+        "to_version": record.to_version,
+        "checks": [c.as_dict() for c in record.checks],
+        "transitions": [{"status": s, "at": at} for s, at in record.transitions],
+        "flow_run_id": record.flow_run_id,
+        "outcome_reason": record.outcome_reason,
+        "dry_run": record.dry_run,
+    }

@@ -1,0 +1,144 @@
+"""The Target protocol every rollback platform implements, and the registry of types.
+
+Adding a platform is adding one module under ``rollback/targets/`` that defines a config
+model (a subclass of ``ServiceConfig`` with ``type: Literal[...]``) and a target class,
+and registers them with ``@register``. Nothing else changes: modules are discovered.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rollback.models import CheckResult, StabilizeResult, Version
+
+Progress = Callable[[str], None]
+
+
+class ServiceConfig(BaseModel):
+    """Settings every target type shares; each type adds its own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    stabilize_timeout_s: float = Field(default=600, gt=0)
+    poll_interval_s: float = Field(default=5, gt=0)
+    health_url: str | None = None
+    health_checks: int = Field(default=3, ge=1, description="consecutive 2xx needed")
+
+
+class Target(Protocol):
+    """A rollback target: one deployed thing that can be put back on an older version."""
+
+    def current(self) -> Version:
+        """The version running now."""
+        ...
+
+    def lookup(self, spec: str) -> Version:
+        """The version named by ``spec`` (``--to`` or a history entry); NotFoundError if none."""
+        ...
+
+    def candidates(self) -> list[Version]:
+        """Versions the platform still has, newest first (fallback when no history)."""
+        ...
+
+    def check(self, current: Version, target: Version) -> list[CheckResult]:
+        """Platform-specific safety checks for moving from current to target."""
+        ...
+
+    def execute(self, target: Version) -> None:
+        """Switch to target (one change, idempotent)."""
+        ...
+
+    def stabilize(self, target: Version, timeout_s: float, progress: Progress) -> StabilizeResult:
+        """Wait until the platform settles on target, or the timeout passes."""
+        ...
+
+    def verify(self, target: Version) -> list[CheckResult]:
+        """Confirm the platform really runs target."""
+        ...
+
+
+@dataclass(frozen=True)
+class TargetType:
+    name: str
+    config_model: type[ServiceConfig]
+    factory: Callable[..., Target]
+
+
+_REGISTRY: dict[str, TargetType] = {}
+_DISCOVERED = False
+
+
+def register(name: str, config_model: type[ServiceConfig]) -> Callable[[Any], Any]:
+    """Class decorator: make ``type: name`` in the config build this target."""
+
+    def wrap(cls: Any) -> Any:
+        _REGISTRY[name] = TargetType(name, config_model, cls)
+        return cls
+
+    return wrap
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    import rollback.targets as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.name.startswith("_") and info.name != "base":
+            importlib.import_module(f"rollback.targets.{info.name}")
+    _DISCOVERED = True
+
+
+def target_types() -> dict[str, TargetType]:
+    _discover()
+    return dict(_REGISTRY)
+
+
+def parse_service_config(data: Any) -> ServiceConfig:
+    """Validate one service entry by its ``type``; errors name the field."""
+    if isinstance(data, ServiceConfig):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError("a service must be a mapping with a 'type' key")
+    types = target_types()
+    kind = data.get("type")
+    if kind not in types:
+        known = ", ".join(sorted(types))
+        raise ValueError(f"unknown service type {kind!r} (known: {known})")
+    try:
+        return types[kind].config_model.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(format_validation_errors(exc)) from None
+
+
+def format_validation_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def build_target(config: ServiceConfig, **clients: Any) -> Target:
+    """The target object for a validated service config (clients may be injected)."""
+    return target_types()[config.type].factory(config, **clients)
+
+
+class TargetBase:
+    """Convenience base: holds the config; subclasses implement the protocol."""
+
+    type_name: ClassVar[str] = ""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config

@@ -1,0 +1,47 @@
+"""Shared fixtures: one moto server per session reached through AWS_ENDPOINT_URL,
+and one Prefect test server per session (prefect_test_harness)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import moto_server, reset_moto
+
+# Fake credentials for the local AWS stand-in; set before any boto3 client exists.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ.pop("AWS_PROFILE", None)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    with moto_server() as url:
+        old = os.environ.get("AWS_ENDPOINT_URL")
+        os.environ["AWS_ENDPOINT_URL"] = url
+        yield url
+        if old is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = old
+
+
+@pytest.fixture
+def aws(moto_url: str) -> Iterator[str]:
+    """A clean moto server for this test (state reset before it)."""
+    reset_moto(moto_url)
+    yield moto_url
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """A real Prefect API for flow runs, shared by the session (12-15 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

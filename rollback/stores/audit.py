@@ -91,7 +91,9 @@ class AuditStore(AuditTable):
             )
         except ClientError as exc:
             if _conditional_failed(exc):
-                raise AlreadyRecordedError(f"audit record {record.audit_id} already exists") from exc
+                raise AlreadyRecordedError(
+                    f"audit record {record.audit_id} already exists"
+                ) from exc
             raise aws.translate(exc, f"write audit record {record.audit_id}") from exc
 
     def transition(self, audit_id: str, new: Status, **fields: Any) -> None:

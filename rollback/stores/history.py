@@ -125,7 +125,9 @@ class HistoryStore(DynamoTable):
     def import_many(self, records: list[DeploymentRecord]) -> int:
         """Bulk load (batch writes of 25, unprocessed items resent)."""
         for start in range(0, len(records), 25):
-            requests = [{"PutRequest": {"Item": self._item(r)}} for r in records[start : start + 25]]
+            requests = [
+                {"PutRequest": {"Item": self._item(r)}} for r in records[start : start + 25]
+            ]
             pending: dict[str, Any] = {self.table: requests}
             for attempt in range(8):
                 try:

@@ -135,10 +135,29 @@ def build_target(config: ServiceConfig, **clients: Any) -> Target:
     return target_types()[config.type].factory(config, **clients)
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """Who/why of the rollback in progress, for targets that pass it on (e.g. workflow
+    inputs, commit statuses). Set by the runtime before any target method runs."""
+
+    audit_id: str = ""
+    environment: str = ""
+    service: str = ""
+    reason: str = ""
+    requested_by: str = ""
+    trigger: str = "manual"
+
+
+# A target check with this name is waived when the request sets allow_destroy.
+DESTROY_CHECK = "no_destroy"
+
+
 class TargetBase:
-    """Convenience base: holds the config; subclasses implement the protocol."""
+    """Convenience base: holds the config and run context; subclasses implement the
+    protocol."""
 
     type_name: ClassVar[str] = ""
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
+        self.context = RunContext()

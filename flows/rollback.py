@@ -1,0 +1,298 @@
+"""The rollback flow: one Prefect flow run per rollback, the same for every trigger.
+
+Reads like the runbook: record the request → take the service lock → recover an
+interrupted run → resolve the target → safety checks (and the typed confirmation for
+protected environments) → execute → stabilize → verify → record → notify.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.context import get_run_context
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+
+from rollback import decisions, progress
+from rollback.config import Config, load_config
+from rollback.errors import ConfigError, RollbackError
+from rollback.models import (
+    CheckResult,
+    DeploymentRecord,
+    RollbackOutcome,
+    RollbackRequest,
+    Status,
+    iso,
+    new_id,
+    utcnow,
+)
+from rollback.runtime import Runtime
+from rollback.targets.base import RunContext
+from tasks.audit import open_audit, record_status
+from tasks.execute import execute, mark_bad
+from tasks.notify import notify
+from tasks.resolve import Resolution, resolve_target
+from tasks.safety import acquire_lock, bad_versions, recover_interrupted, release_lock, run_checks
+from tasks.stabilize import stabilize
+from tasks.verify import verify
+
+CONFIRM_TIMEOUT_S = 900
+
+
+class ConfirmRollback(RunInput):
+    """Type the confirmation text to roll back a protected environment."""
+
+    confirmation: str
+
+
+@flow(
+    name="rollback",
+    flow_run_name="rollback-{request.environment}-{request.service}",
+    persist_result=False,
+    validate_parameters=True,
+)
+def rollback_flow(request: RollbackRequest, config_path: str | None = None) -> dict[str, Any]:
+    """Roll one service back to its last good version (or the version in ``to``)."""
+    config = load_config(config_path)
+    return run_rollback(request, config)
+
+
+def run_rollback(
+    request: RollbackRequest, config: Config, runtime: Runtime | None = None
+) -> dict[str, Any]:
+    # Bad input is a clear error before anything is written or touched.
+    config.service(request.environment, request.service)
+    rt = runtime or Runtime(config)
+    run = _Run(request, rt)
+    return run.go().as_dict() | {"headline": run.outcome.headline}
+
+
+class _Run:
+    """State of one rollback run; each method is one step of the runbook."""
+
+    def __init__(self, request: RollbackRequest, rt: Runtime) -> None:
+        self.request = request
+        self.rt = rt
+        self.log = get_run_logger()
+        self.started = time.monotonic()
+        ctx = get_run_context()
+        flow_run = getattr(ctx, "flow_run", None)
+        self.flow_run_id = str(flow_run.id) if flow_run else None
+        self.in_deployment = bool(flow_run and flow_run.deployment_id)
+        self.outcome = RollbackOutcome(
+            status="requested",
+            environment=request.environment,
+            service=request.service,
+            audit_id=new_id(),
+            flow_run_id=self.flow_run_id,
+            trigger=request.trigger,
+            requested_by=request.requested_by,
+            request_reason=request.reason,
+        )
+        self.locked = False
+        self.deploy_failed = False
+
+    def step(self, event: str) -> None:
+        self.outcome.timeline.append((iso(utcnow()) or "", event))
+        progress.emit(event)
+
+    def go(self) -> RollbackOutcome:
+        req, rt, audit_id = self.request, self.rt, self.outcome.audit_id
+        rt.run_context = RunContext(
+            audit_id=audit_id,
+            environment=req.environment,
+            service=req.service,
+            reason=req.reason,
+            requested_by=req.requested_by,
+            trigger=req.trigger,
+        )
+        # 1. The audit record exists before anything is checked or changed.
+        open_audit(rt, req, audit_id, self.flow_run_id)
+        self.step(f"requested by {req.requested_by} ({req.trigger}): {req.reason or 'no reason'}")
+        try:
+            return self._checked_rollback()
+        finally:
+            if self.locked:
+                release_lock(rt, req, audit_id)
+
+    def _checked_rollback(self) -> RollbackOutcome:
+        req, rt, audit_id = self.request, self.rt, self.outcome.audit_id
+        # 2. One rollback per service at a time, across processes and hosts.
+        lock = acquire_lock(rt, req, audit_id)
+        self.locked = lock.passed
+        interrupted = recover_interrupted(rt, req, audit_id) if lock.passed else None
+        if interrupted:
+            self.step(f"found interrupted rollback {interrupted.audit_id}: marked interrupted")
+        # 3. Target, then every check (all recorded, even after one fails).
+        bad = bad_versions(rt, req)
+        resolution = resolve_target(rt, req, bad, interrupted)
+        self.outcome.from_version = resolution.from_version
+        self.outcome.to_version = resolution.target.id if resolution.target else None
+        self.deploy_failed = self._deploy_failed(resolution.current.id)
+        checks = [lock, *run_checks(rt, req, audit_id, resolution, bad)]
+        checks.append(self._confirmation(resolution, checks))
+        self.outcome.checks = checks
+        self.step(
+            f"plan: {resolution.from_version} → {self.outcome.to_version or '?'} "
+            f"({resolution.source}); {sum(c.passed for c in checks)}/{len(checks)} checks pass"
+        )
+        failed = [c for c in checks if not c.passed]
+        if failed:
+            return self._finish(Status.REFUSED, "; ".join(f"{c.name}: {c.detail}" for c in failed))
+        if req.dry_run:
+            return self._finish(Status.PLANNED, None)
+        assert resolution.target is not None
+        return self._change(resolution)
+
+    def _change(self, resolution: Resolution) -> RollbackOutcome:
+        req, rt, audit_id = self.request, self.rt, self.outcome.audit_id
+        target = resolution.target
+        assert target is not None
+        # 4. Execute. The record names from/to before the change, so a crash loses nothing.
+        record_status(
+            rt,
+            audit_id,
+            Status.EXECUTING,
+            from_version=resolution.from_version,
+            to_version=target.id,
+            checks=self.outcome.checks,
+        )
+        try:
+            mark_bad(rt, req, resolution.from_version)
+            if resolution.current.id != target.id:
+                execute(rt, req, target)
+                self.step(f"switched to {target}")
+            else:
+                self.step(f"already on {target} (resumed): nothing to switch")
+            # 5. Stabilize: wait for the platform to settle on the target.
+            record_status(rt, audit_id, Status.STABILIZING)
+            stable = stabilize(rt, req, target, audit_id)
+            if not stable.stable:
+                return self._finish(Status.FAILED, f"stabilization: {stable.detail}")
+            self.step(f"stable: {stable.detail}")
+            # 6. Verify what really runs.
+            results = verify(rt, req, target)
+            self.outcome.checks = [*self.outcome.checks, *results]
+            bad_results = [c for c in results if not c.passed]
+            if bad_results:
+                return self._finish(
+                    Status.FAILED,
+                    "verification: " + "; ".join(f"{c.name}: {c.detail}" for c in bad_results),
+                )
+            self.step("verified")
+            return self._finish(Status.SUCCEEDED, None)
+        except RollbackError as exc:
+            return self._finish(Status.FAILED, f"{type(exc).__name__}: {exc}")
+
+    def _confirmation(self, resolution: Resolution, checks: list[CheckResult]) -> CheckResult:
+        req, cfg = self.request, self.rt.config
+        env = cfg.environment(req.environment)
+        if req.automatic:
+            return CheckResult(
+                "confirmation", True, "automatic trigger: environment policy applies"
+            )
+        expected = cfg.confirmation_for(req.environment)
+        given = req.confirmation
+        if env.protected and given is None and self.in_deployment and all(c.passed for c in checks):
+            given = self._ask_confirmation(resolution, checks, expected)
+        return decisions.check_confirmation(given, expected, env.protected)
+
+    def _ask_confirmation(
+        self, resolution: Resolution, checks: list[CheckResult], expected: str
+    ) -> str | None:
+        """Pause the deployment run; the Prefect UI shows the plan and a form."""
+        plan = "\n".join(
+            f"- {c.name}: {'pass' if c.passed else 'FAIL'} — {c.detail}" for c in checks
+        )
+        description = (
+            f"**Protected environment {self.request.environment}.** Roll "
+            f"{self.request.service} back from {resolution.from_version} to "
+            f"{self.outcome.to_version}? Type `{expected}` to confirm.\n\n{plan}"
+        )
+        self.step(f"waiting for typed confirmation ({expected})")
+        try:
+            answer = pause_flow_run(
+                wait_for_input=ConfirmRollback.with_initial_data(description=description),
+                timeout=CONFIRM_TIMEOUT_S,
+                poll_interval=1,
+            )
+        except FlowPauseTimeout:
+            self.step("no confirmation before the timeout")
+            return None
+        return answer.confirmation
+
+    def _deploy_failed(self, version: str) -> bool:
+        """Was the version being rolled back from a failed deploy? (honest outcome)"""
+        if self.request.automatic:
+            return True
+        records = self.rt.history.query(self.request.environment, self.request.service, limit=20)
+        return any(
+            r.version == version and r.kind == "deploy" and r.status == "failed" for r in records
+        )
+
+    def _finish(self, status: Status, reason: str | None) -> RollbackOutcome:
+        req, rt, out = self.request, self.rt, self.outcome
+        out.status = status.value
+        out.reason = reason
+        out.duration_s = round(time.monotonic() - self.started, 3)
+        out.headline = decisions.headline(
+            out.status,
+            req.environment,
+            req.service,
+            out.from_version,
+            out.to_version,
+            self.deploy_failed,
+        )
+        record_status(
+            rt,
+            out.audit_id,
+            status,
+            from_version=out.from_version,
+            to_version=out.to_version,
+            checks=out.checks,
+            outcome_reason=reason,
+        )
+        if status in (Status.SUCCEEDED, Status.FAILED) and out.to_version:
+            rt.history.append(
+                DeploymentRecord(
+                    environment=req.environment,
+                    service=req.service,
+                    version=out.to_version,
+                    status="success" if status == Status.SUCCEEDED else "failed",
+                    kind="rollback",
+                    started_at=utcnow() - _seconds(out.duration_s),
+                    finished_at=utcnow(),
+                    from_version=out.from_version,
+                    trigger=req.trigger,
+                    record_id=out.audit_id,
+                )
+            )
+        self.step(out.headline + (f" — {reason}" if reason else ""))
+        try:
+            notify(rt, out, _run_url(rt.config, self.flow_run_id))
+        except RollbackError as exc:  # a lost notification never changes the outcome
+            self.log.error("notification failed: %s", exc)
+        return out
+
+
+def _seconds(value: float | None) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=value or 0)
+
+
+def _run_url(config: Config, flow_run_id: str | None) -> str | None:
+    if not flow_run_id:
+        return None
+    base = config.prefect_ui_url
+    if not base:
+        from prefect.settings import PREFECT_UI_URL
+
+        base = PREFECT_UI_URL.value()
+    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
+
+
+__all__ = ["rollback_flow", "run_rollback", "ConfigError"]

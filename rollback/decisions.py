@@ -1,0 +1,200 @@
+"""Pure decisions: which version to roll back to, whether each check passes, what the
+outcome is called. No boto3, no Prefect: plain functions over plain models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from rollback.models import (
+    ROLLBACK_SOURCE_PREFIX,
+    AuditRecord,
+    CheckResult,
+    DeploymentRecord,
+    RollbackRequest,
+    Status,
+    Version,
+)
+
+# Statuses that mean "an automatic rollback really ran" (counted by cooldown and cap).
+_ACTED = frozenset({Status.EXECUTING, Status.STABILIZING, Status.SUCCEEDED, Status.FAILED})
+_IN_FLIGHT = frozenset({Status.EXECUTING, Status.STABILIZING})
+
+
+# -- target resolution --------------------------------------------------------------------
+def history_candidates(
+    records: Iterable[DeploymentRecord], current_id: str, bad: frozenset[str]
+) -> list[str]:
+    """Versions of successful deploys, newest first, minus the current and bad ones.
+
+    The caller looks each up on the platform and keeps the first that is older than the
+    current version (``is_older``).
+    """
+    ordered = sorted(
+        (r for r in records if r.kind == "deploy" and r.status == "success"),
+        key=lambda r: r.started_at or r.finished_at or datetime.min,
+        reverse=True,
+    )
+    seen: list[str] = []
+    for record in ordered:
+        if (
+            record.version != current_id
+            and record.version not in bad
+            and record.version not in seen
+        ):
+            seen.append(record.version)
+    return seen
+
+
+def is_older(target: Version, current: Version) -> bool | None:
+    """True/False when both versions carry an order; None when the platform has none."""
+    if target.order is None or current.order is None:
+        return None
+    return target.order < current.order
+
+
+def fallback_candidates(
+    candidates: Sequence[Version], current: Version, bad: frozenset[str]
+) -> list[Version]:
+    """Platform versions older than current, active and not bad, newest first (used when
+    the history has nothing usable); the caller keeps the first whose checks pass."""
+    return [
+        v
+        for v in candidates
+        if v.id != current.id and v.id not in bad and v.active and is_older(v, current) is not False
+    ]
+
+
+# -- safety checks ------------------------------------------------------------------------
+def check_target_older(current: Version, target: Version) -> CheckResult:
+    older = is_older(target, current)
+    if older is None:
+        return CheckResult("target_older", True, f"{target} has no version order: not compared")
+    if older:
+        return CheckResult("target_older", True, f"{target} is older than {current}")
+    return CheckResult(
+        "target_older",
+        False,
+        f"{target} is not older than the current {current}: a rollback only goes back",
+    )
+
+
+def check_not_on_target(current: Version, target: Version, resumed: str | None) -> CheckResult:
+    if resumed and current.id == target.id:
+        return CheckResult(
+            "not_on_target",
+            True,
+            f"resuming interrupted rollback {resumed}: the service already runs {target}",
+        )
+    if current.id == target.id:
+        return CheckResult("not_on_target", False, f"the service already runs {target}")
+    return CheckResult("not_on_target", True, f"service runs {current}, target {target}")
+
+
+def check_not_bad(target: Version, bad: frozenset[str]) -> CheckResult:
+    if target.id in bad:
+        return CheckResult(
+            "not_bad_version",
+            False,
+            f"{target} was rolled back from before and is marked bad",
+        )
+    return CheckResult("not_bad_version", True, f"{target} is not marked bad")
+
+
+def check_loop(request: RollbackRequest) -> CheckResult:
+    source = request.source_event_id or ""
+    if request.automatic and source.startswith(ROLLBACK_SOURCE_PREFIX):
+        return CheckResult(
+            "loop_prevention",
+            False,
+            f"the triggering event {source} was caused by a rollback: not rolling back again",
+        )
+    return CheckResult("loop_prevention", True, "the trigger is not a rollback")
+
+
+def check_auto_policy(
+    request: RollbackRequest,
+    recent: Sequence[AuditRecord],
+    *,
+    auto_rollback: bool,
+    cooldown_s: float,
+    max_per_hour: int,
+    now: datetime,
+    own_audit_id: str,
+) -> CheckResult:
+    """Automatic triggers: the environment allows them, the last automatic rollback of
+    this service is older than the cooldown, and the hourly cap is not reached."""
+    if not request.automatic:
+        return CheckResult("auto_policy", True, "manual request")
+    if not auto_rollback:
+        return CheckResult(
+            "auto_policy", False, "automatic rollback is disabled for this environment"
+        )
+    acted = [
+        r
+        for r in recent
+        if r.audit_id != own_audit_id and r.trigger != "manual" and r.status in _ACTED
+    ]
+    in_cooldown = [r for r in acted if now - r.requested_at < timedelta(seconds=cooldown_s)]
+    if in_cooldown:
+        last = max(in_cooldown, key=lambda r: r.requested_at)
+        age = (now - last.requested_at).total_seconds()
+        return CheckResult(
+            "auto_policy",
+            False,
+            f"an automatic rollback ran {age:.0f}s ago (cooldown {cooldown_s:.0f}s, "
+            f"audit {last.audit_id}): needs a human",
+        )
+    last_hour = [r for r in acted if now - r.requested_at < timedelta(hours=1)]
+    if len(last_hour) >= max_per_hour:
+        return CheckResult(
+            "auto_policy",
+            False,
+            f"{len(last_hour)} automatic rollbacks in the last hour (cap {max_per_hour}): "
+            "needs a human",
+        )
+    return CheckResult("auto_policy", True, "automatic rollback allowed")
+
+
+def check_confirmation(given: str | None, expected: str, protected: bool) -> CheckResult:
+    if not protected:
+        return CheckResult("confirmation", True, "environment is not protected")
+    if given is None:
+        return CheckResult(
+            "confirmation", False, f"protected environment: confirm with the text {expected}"
+        )
+    if given.strip() == expected:
+        return CheckResult("confirmation", True, "typed confirmation matches")
+    return CheckResult("confirmation", False, f"typed confirmation does not match {expected}")
+
+
+def find_interrupted(recent: Iterable[AuditRecord], own_audit_id: str) -> list[AuditRecord]:
+    """Attempts that were changing the service when their process died. Only called by
+    the lock holder, so no other attempt can still be live."""
+    return [r for r in recent if r.audit_id != own_audit_id and r.status in _IN_FLIGHT]
+
+
+# -- outcome ------------------------------------------------------------------------------
+def headline(
+    status: str,
+    environment: str,
+    service: str,
+    from_version: str | None,
+    to_version: str | None,
+    deploy_failed: bool,
+) -> str:
+    """One honest line: a failed deploy that was rolled back is never called a success."""
+    where = f"{environment}/{service}"
+    move = f"{from_version or '?'} → {to_version or '?'}"
+    if status == "succeeded":
+        if deploy_failed:
+            return f"Deploy of {from_version} failed, rollback succeeded: {where} {move}"
+        return f"Rollback succeeded: {where} {move}"
+    if status == "failed":
+        prefix = f"Deploy of {from_version} failed and the " if deploy_failed else "The "
+        return f"{prefix}rollback FAILED: {where} {move}, needs a human"
+    if status == "refused":
+        return f"Rollback refused, nothing changed: {where}"
+    if status == "planned":
+        return f"Rollback planned (dry run), nothing changed: {where} {move}"
+    return f"Rollback {status}: {where} {move}"

@@ -1,0 +1,60 @@
+"""Everything a rollback run talks to, built once per run from the validated config.
+
+Adapters are created lazily; tests may pass their own clients or targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rollback.config import Config
+from rollback.notifiers.slack import SlackNotifier, slack_url
+from rollback.stores.audit import AuditStore, LockStore, MarkerStore
+from rollback.stores.history import HistoryStore
+from rollback.targets.base import RunContext, Target, build_target
+
+_ENSURED: set[tuple[str, str, str]] = set()  # (endpoint, table, kind) checked this process
+
+
+class Runtime:
+    def __init__(
+        self, config: Config, dynamodb: Any = None, targets: dict[str, Target] | None = None
+    ):
+        self.config = config
+        stores = config.stores
+        block = config.aws.credentials_block
+        self.audit = AuditStore(stores.audit_table, dynamodb, block)
+        self.locks = LockStore(stores.audit_table, dynamodb, block)
+        self.markers = MarkerStore(stores.audit_table, dynamodb, block)
+        self.history = HistoryStore(
+            stores.history_table, dynamodb, block, ttl_days=stores.history_ttl_days
+        )
+        self._targets = dict(targets or {})
+        self.run_context = RunContext()
+
+    def ensure_tables(self) -> None:
+        """Check (or create, if configured) both tables once per process and endpoint."""
+        import os
+
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+        for table in (self.audit, self.history):
+            key = (endpoint, table.table, type(table).__name__)
+            if key not in _ENSURED:
+                table.ensure(self.config.stores.create_tables)
+                _ENSURED.add(key)
+
+    def target(self, environment: str, service: str) -> Target:
+        key = f"{environment}/{service}"
+        if key not in self._targets:
+            self._targets[key] = build_target(self.config.service(environment, service))
+        target = self._targets[key]
+        if hasattr(target, "context"):
+            target.context = self.run_context
+        return target
+
+    def slack(self) -> SlackNotifier | None:
+        cfg = self.config.notifications.slack
+        if cfg is None:
+            return None
+        url = slack_url(cfg)
+        return SlackNotifier(url, timeout_s=cfg.timeout_s) if url else None

@@ -1,0 +1,70 @@
+"""Target resolution: explicit --to, else the last good deploy in the history, else the
+newest older platform version; an interrupted rollback is resumed, never overshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import get_run_logger
+
+from rollback import decisions
+from rollback.errors import NotFoundError
+from rollback.models import AuditRecord, RollbackRequest, Version
+from rollback.runtime import Runtime
+from tasks._common import stage
+
+
+@dataclass(frozen=True)
+class Resolution:
+    current: Version
+    target: Version | None
+    source: str  # how the target was chosen, or why none was
+    from_version: str
+    resumed: str | None = None  # audit id of the interrupted rollback being resumed
+
+
+@stage("resolve-target")
+def resolve_target(
+    rt: Runtime, request: RollbackRequest, bad: frozenset[str], interrupted: AuditRecord | None
+) -> Resolution:
+    log = get_run_logger()
+    target = rt.target(request.environment, request.service)
+    current = target.current()
+    log.info("%s/%s runs %s", request.environment, request.service, current)
+
+    if interrupted and interrupted.to_version and not request.to:
+        # Never roll back further than the interrupted request asked.
+        chosen = target.lookup(interrupted.to_version)
+        return Resolution(
+            current,
+            chosen,
+            f"resuming interrupted rollback {interrupted.audit_id}",
+            interrupted.from_version or current.id,
+            resumed=interrupted.audit_id,
+        )
+    if request.to:
+        try:
+            return Resolution(
+                current, target.lookup(request.to), f"requested {request.to}", current.id
+            )
+        except NotFoundError as exc:
+            return Resolution(current, None, str(exc), current.id)
+
+    records = rt.history.query(request.environment, request.service, limit=200)
+    for version_id in decisions.history_candidates(records, current.id, bad):
+        try:
+            version = target.lookup(version_id)
+        except NotFoundError:
+            log.warning("history names %s but the platform has no such version", version_id)
+            continue
+        if decisions.is_older(version, current) is not False:
+            return Resolution(current, version, "last successful deploy in history", current.id)
+
+    for version in decisions.fallback_candidates(target.candidates(), current, bad):
+        if all(c.passed for c in target.check(current, version)):  # e.g. images still in ECR
+            return Resolution(
+                current, version, "newest older platform version (no usable history)", current.id
+            )
+    return Resolution(
+        current, None, f"no earlier good version of {request.service} to roll back to", current.id
+    )

@@ -1,0 +1,108 @@
+"""Safety stage: the lock, interrupted-run recovery, and every check. A failed check is
+an answer (recorded, never retried), not an error."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import get_run_logger
+
+from rollback import decisions
+from rollback.errors import AlreadyRecordedError, LockHeldError
+from rollback.models import AuditRecord, CheckResult, RollbackRequest, Status, utcnow
+from rollback.runtime import Runtime
+from rollback.targets.base import DESTROY_CHECK
+from tasks._common import stage
+from tasks.resolve import Resolution
+
+
+@stage("acquire-lock")
+def acquire_lock(rt: Runtime, request: RollbackRequest, audit_id: str) -> CheckResult:
+    try:
+        rt.locks.acquire(
+            request.environment, request.service, audit_id, rt.config.stores.lock_lease_s
+        )
+    except LockHeldError as exc:
+        return CheckResult("service_lock", False, str(exc))
+    return CheckResult("service_lock", True, f"lock held by this rollback ({audit_id})")
+
+
+@stage("release-lock")
+def release_lock(rt: Runtime, request: RollbackRequest, audit_id: str) -> None:
+    rt.locks.release(request.environment, request.service, audit_id)
+
+
+@stage("recover-interrupted")
+def recover_interrupted(rt: Runtime, request: RollbackRequest, audit_id: str) -> AuditRecord | None:
+    """Mark attempts whose process died mid-change as interrupted; return the newest."""
+    recent = rt.audit.recent(request.environment, request.service, limit=50)
+    dead = decisions.find_interrupted(recent, audit_id)
+    for record in dead:
+        try:
+            rt.audit.transition(
+                record.audit_id,
+                Status.INTERRUPTED,
+                outcome_reason=f"process ended during {record.status.value}; found by {audit_id}",
+            )
+            get_run_logger().warning(
+                "rollback %s (%s -> %s) was interrupted during %s",
+                record.audit_id,
+                record.from_version,
+                record.to_version,
+                record.status.value,
+            )
+        except AlreadyRecordedError:
+            pass
+    return max(dead, key=lambda r: r.requested_at) if dead else None
+
+
+@stage("bad-versions")
+def bad_versions(rt: Runtime, request: RollbackRequest) -> frozenset[str]:
+    return rt.markers.bad_versions(request.environment, request.service)
+
+
+@stage("safety-checks")
+def run_checks(
+    rt: Runtime,
+    request: RollbackRequest,
+    audit_id: str,
+    resolution: Resolution,
+    bad: frozenset[str],
+) -> list[CheckResult]:
+    env = rt.config.environment(request.environment)
+    now = utcnow()
+    recent = rt.audit.recent(request.environment, request.service, since=now - timedelta(hours=1))
+    checks = [
+        decisions.check_loop(request),
+        decisions.check_auto_policy(
+            request,
+            recent,
+            auto_rollback=env.auto_rollback,
+            cooldown_s=env.cooldown_s,
+            max_per_hour=env.max_auto_per_hour,
+            now=now,
+            own_audit_id=audit_id,
+        ),
+    ]
+    target = resolution.target
+    if target is None:
+        checks.append(CheckResult("target_resolved", False, resolution.source))
+        return checks
+    checks.append(CheckResult("target_resolved", True, f"{target} ({resolution.source})"))
+    current = resolution.current
+    if resolution.resumed and current.id == target.id:
+        checks.append(decisions.check_not_on_target(current, target, resolution.resumed))
+    else:
+        checks += [
+            decisions.check_target_older(current, target),
+            decisions.check_not_on_target(current, target, None),
+            decisions.check_not_bad(target, bad),
+        ]
+        for c in rt.target(request.environment, request.service).check(current, target):
+            if c.name == DESTROY_CHECK and not c.passed and request.allow_destroy:
+                c = CheckResult(c.name, True, f"{c.detail} (allowed by the request)")
+            checks.append(c)
+    log = get_run_logger()
+    for c in checks:
+        log.info("check %-22s %s  %s", c.name, "pass" if c.passed else "FAIL", c.detail)
+    return checks

@@ -54,26 +54,34 @@ class ConfirmRollback(RunInput):
     persist_result=False,
     validate_parameters=True,
 )
-def rollback_flow(request: RollbackRequest, config_path: str | None = None) -> dict[str, Any]:
-    """Roll one service back to its last good version (or the version in ``to``)."""
+def rollback_flow(
+    request: RollbackRequest, config_path: str | None = None, audit_id: str | None = None
+) -> dict[str, Any]:
+    """Roll one service back to its last good version (or the version in ``to``).
+
+    ``audit_id`` lets a caller (the webhook receiver) name the audit record up front.
+    """
     config = load_config(config_path)
-    return run_rollback(request, config)
+    return run_rollback(request, config, audit_id=audit_id)
 
 
 def run_rollback(
-    request: RollbackRequest, config: Config, runtime: Runtime | None = None
+    request: RollbackRequest,
+    config: Config,
+    runtime: Runtime | None = None,
+    audit_id: str | None = None,
 ) -> dict[str, Any]:
     # Bad input is a clear error before anything is written or touched.
     config.service(request.environment, request.service)
     rt = runtime or Runtime(config)
-    run = _Run(request, rt)
+    run = _Run(request, rt, audit_id or new_id())
     return run.go().as_dict() | {"headline": run.outcome.headline}
 
 
 class _Run:
     """State of one rollback run; each method is one step of the runbook."""
 
-    def __init__(self, request: RollbackRequest, rt: Runtime) -> None:
+    def __init__(self, request: RollbackRequest, rt: Runtime, audit_id: str) -> None:
         self.request = request
         self.rt = rt
         self.log = get_run_logger()
@@ -86,7 +94,7 @@ class _Run:
             status="requested",
             environment=request.environment,
             service=request.service,
-            audit_id=new_id(),
+            audit_id=audit_id,
             flow_run_id=self.flow_run_id,
             trigger=request.trigger,
             requested_by=request.requested_by,

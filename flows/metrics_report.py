@@ -1,0 +1,56 @@
+"""The metrics report flow: deployment statistics, DORA keys, rollbacks and CloudWatch
+metrics per environment, as JSON, markdown and a chart, on a schedule.
+
+Reads like the runbook: read the history and the audit log once → per environment,
+compute the numbers → fetch the service metrics → write the files → publish the summary.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from reports import pipeline
+from rollback.config import load_config
+from rollback.errors import ConfigError
+from tasks.report import (
+    compute_report,
+    publish_artifacts,
+    read_audit,
+    read_history,
+    read_metrics,
+    write_files,
+)
+
+
+@flow(name="metrics-report", persist_result=False, validate_parameters=True)
+def metrics_report(
+    environment: str = "all",
+    days: int = 30,
+    out_dir: str | None = None,
+    s3_prefix: str | None = None,
+    config_path: str | None = None,
+    now: str | None = None,
+) -> dict[str, list[str]]:
+    """Write the report files of ``environment`` (or ``all``) for the last ``days`` days.
+
+    ``out_dir`` / ``s3_prefix`` default to the config's ``reports`` section; ``now`` (ISO)
+    fixes the end of the window so a report can be reproduced."""
+    config = load_config(config_path)
+    if days <= 0:
+        raise ConfigError(f"days must be positive, not {days}")
+    names = pipeline.environments(config, environment)
+    at = pipeline.report_now(now)
+    out_dir = out_dir or config.reports.out_dir
+    s3_prefix = s3_prefix or config.reports.s3_prefix
+    get_run_logger().info("report for %s over %d days up to %s", ", ".join(names), days, at)
+
+    # Both stores are read once: every environment's report is a view of the same data.
+    history = read_history(config)
+    audit = read_audit(config)
+    written = {}
+    for env in names:
+        report = compute_report(history, audit, env, at, days)
+        metrics = read_metrics(config, report)
+        written[env] = write_files(config, report, metrics, out_dir, s3_prefix)
+        publish_artifacts(config, report)
+    return written

@@ -312,6 +312,9 @@ def demo() -> None:
 
 
 # -- subcommands from other modules --
+from rollback.cli_report import register as _register_report  # noqa: E402
+
+_register_report(app)
 
 
 def main() -> None:

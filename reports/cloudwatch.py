@@ -1,0 +1,180 @@
+"""CloudWatch metrics of the configured services, hourly over the report window.
+
+``CloudWatchMetrics`` is the adapter (one ``GetMetricData`` call per batch of up to 500
+metrics, paged); it returns ``MetricSeries``, never boto3 dicts. ``summarize`` and
+``metrics_document`` are pure.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rollback import aws
+from rollback.config.reports import MetricSpec, ReportsConfig
+
+log = logging.getLogger(__name__)
+PERIOD_S = 3600
+_BATCH = 500  # GetMetricData accepts at most 500 queries per call
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    service: str
+    spec: MetricSpec
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """Hourly datapoints of one metric of one service, oldest first."""
+
+    service: str
+    key: str
+    namespace: str
+    name: str
+    stat: str
+    dimensions: tuple[tuple[str, str], ...]
+    timestamps: tuple[datetime, ...]
+    values: tuple[float, ...]
+
+
+class MetricsSource(Protocol):
+    def series(
+        self, queries: list[MetricQuery], start: datetime, end: datetime
+    ) -> list[MetricSeries]:
+        """Hourly datapoints in ``[start, end)`` for each query, in query order."""
+        ...
+
+
+class CloudWatchMetrics:
+    def __init__(self, client: Any = None, credentials_block: str | None = None) -> None:
+        self._client = client
+        self._credentials_block = credentials_block
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("cloudwatch", self._credentials_block)
+        return self._client
+
+    def series(
+        self, queries: list[MetricQuery], start: datetime, end: datetime
+    ) -> list[MetricSeries]:
+        out: list[MetricSeries] = []
+        for first in range(0, len(queries), _BATCH):
+            out.extend(self._batch(queries[first : first + _BATCH], start, end))
+        return out
+
+    def _batch(
+        self, queries: list[MetricQuery], start: datetime, end: datetime
+    ) -> list[MetricSeries]:
+        request = [
+            {
+                "Id": f"m{i}",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": q.spec.namespace,
+                        "MetricName": q.spec.name,
+                        "Dimensions": [
+                            {"Name": k, "Value": v} for k, v in sorted(q.spec.dimensions.items())
+                        ],
+                    },
+                    "Period": PERIOD_S,
+                    "Stat": q.spec.stat,
+                },
+                "ReturnData": True,
+            }
+            for i, q in enumerate(queries)
+        ]
+        points: dict[str, dict[datetime, float]] = {f"m{i}": {} for i in range(len(queries))}
+        kwargs: dict[str, Any] = {
+            "MetricDataQueries": request,
+            "StartTime": start,
+            "EndTime": end,
+            "ScanBy": "TimestampAscending",
+        }
+        while True:
+            try:
+                page = self.client.get_metric_data(**kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise aws.translate(exc, "read CloudWatch metrics") from exc
+            for result in page.get("MetricDataResults", []):
+                for ts, value in zip(result["Timestamps"], result["Values"], strict=True):
+                    points[result["Id"]][ts.astimezone(UTC)] = float(value)
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+        series = []
+        for i, q in enumerate(queries):
+            ordered = sorted(points[f"m{i}"].items())
+            series.append(
+                MetricSeries(
+                    service=q.service,
+                    key=q.spec.key,
+                    namespace=q.spec.namespace,
+                    name=q.spec.name,
+                    stat=q.spec.stat,
+                    dimensions=tuple(sorted(q.spec.dimensions.items())),
+                    timestamps=tuple(t for t, _ in ordered),
+                    values=tuple(v for _, v in ordered),
+                )
+            )
+        log.info("read %d CloudWatch series", len(series))
+        return series
+
+
+def metric_queries(
+    config: ReportsConfig, environment: str, services: set[str] | list[str]
+) -> list[MetricQuery]:
+    """What to fetch for one environment: every known service's configured metrics."""
+    names = sorted(set(services) | config.services_with_metrics(environment))
+    return [
+        MetricQuery(service, spec)
+        for service in names
+        for spec in config.metrics_for(environment, service)
+    ]
+
+
+def summarize(values: tuple[float, ...] | list[float]) -> dict[str, Any]:
+    """sum / avg / max / p95 of the hourly datapoints (p95 interpolates linearly)."""
+    if not values:
+        return {"datapoints": 0, "sum": None, "avg": None, "max": None, "p95": None}
+    array = np.asarray(values, dtype=float)
+    return {
+        "datapoints": int(array.size),
+        "sum": round(float(array.sum()), 4),
+        "avg": round(float(array.mean()), 4),
+        "max": round(float(array.max()), 4),
+        "p95": round(float(np.percentile(array, 95)), 4),
+    }
+
+
+def metrics_document(
+    environment: str, window: dict[str, Any], generated_at: str, series: list[MetricSeries]
+) -> dict[str, Any]:
+    """The ``cloudwatch-metrics`` JSON: per service and metric, datapoints and summary."""
+    services: dict[str, dict[str, Any]] = {}
+    for s in series:
+        services.setdefault(s.service, {})[s.key] = {
+            "namespace": s.namespace,
+            "metric": s.name,
+            "stat": s.stat,
+            "dimensions": dict(s.dimensions),
+            "periodSeconds": PERIOD_S,
+            "summary": summarize(s.values),
+            "datapoints": [
+                {"timestamp": t.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": v}
+                for t, v in zip(s.timestamps, s.values, strict=True)
+            ],
+        }
+    return {
+        "environment": environment,
+        "generatedAt": generated_at,
+        "window": window,
+        "services": services,
+    }

@@ -1,0 +1,134 @@
+"""Records into DataFrames: from the stores, from models, from plain dicts, from CSV.
+
+Every frame comes out with the same columns and UTC ``datetime64`` times, whatever it
+was read from, so the metrics never look at where the data came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from rollback.models import AuditRecord, DeploymentRecord
+from rollback.stores.audit import AuditStore
+from rollback.stores.history import HistoryStore, record_to_dict
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = (
+    "environment",
+    "service",
+    "version",
+    "status",
+    "kind",
+    "commit_sha",
+    "committed_at",
+    "started_at",
+    "finished_at",
+    "from_version",
+    "trigger",
+    "record_id",
+)
+HISTORY_TIMES = ("committed_at", "started_at", "finished_at")
+AUDIT_COLUMNS = (
+    "audit_id",
+    "environment",
+    "service",
+    "status",
+    "trigger",
+    "requested_at",
+    "finished_at",
+    "from_version",
+    "to_version",
+    "dry_run",
+)
+AUDIT_TIMES = ("requested_at", "finished_at")
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    return pd.to_datetime(values, utc=True, format="ISO8601")
+
+
+def _frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, columns: tuple[str, ...]) -> Any:
+    if isinstance(rows, pd.DataFrame):
+        df = rows.copy()
+    else:
+        df = pd.DataFrame.from_records(list(rows), columns=list(columns))
+    for column in columns:
+        if column not in df:
+            df[column] = None
+    return df.loc[:, list(columns)]
+
+
+def history_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Deployment history rows (store items, ``record_to_dict`` output or a frame)."""
+    df = _frame(rows, HISTORY_COLUMNS)
+    for column in HISTORY_TIMES:
+        df[column] = _utc(df[column])
+    df["kind"] = df["kind"].fillna("deploy")
+    df["record_id"] = df["record_id"].fillna("")
+    return df
+
+
+def records_frame(records: Iterable[DeploymentRecord]) -> pd.DataFrame:
+    return history_frame(record_to_dict(r) for r in records)
+
+
+def audit_frame(rows: Iterable[AuditRecord | Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Rollback attempts (``AuditRecord``s, plain dicts or a frame)."""
+    if not isinstance(rows, pd.DataFrame):
+        rows = [_audit_row(r) if isinstance(r, AuditRecord) else r for r in rows]
+    df = _frame(rows, AUDIT_COLUMNS)
+    for column in AUDIT_TIMES:
+        df[column] = _utc(df[column])
+    if df["dry_run"].dtype != bool:
+        df["dry_run"] = df["dry_run"].astype(str).str.lower().isin(("true", "1"))
+    df["trigger"] = df["trigger"].fillna("manual")
+    return df
+
+
+def _audit_row(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "audit_id": record.audit_id,
+        "environment": record.environment,
+        "service": record.service,
+        "status": record.status.value,
+        "trigger": record.trigger,
+        "requested_at": record.requested_at,
+        "finished_at": record.finished_at,
+        "from_version": record.from_version,
+        "to_version": record.to_version,
+        "dry_run": record.dry_run,
+    }
+
+
+def history_from_store(store: HistoryStore, segments: int = 4) -> pd.DataFrame:
+    """The whole history table, read by a parallel scan of ``segments`` workers."""
+    rows = store.scan_items(segments=segments)
+    log.info("read %d history records from %s", len(rows), store.table)
+    return history_frame(rows)
+
+
+def audit_from_store(store: AuditStore) -> pd.DataFrame:
+    attempts = store.scan_all()
+    log.info("read %d rollback attempts from %s", len(attempts), store.table)
+    return audit_frame(attempts)
+
+
+def read_csv(path: str | os.PathLike[str], columns: tuple[str, ...]) -> pd.DataFrame:
+    """A CSV export as plain strings (versions like ``42`` stay text, not numbers)."""
+    return pd.read_csv(path, dtype=str, usecols=lambda c: c in columns)
+
+
+def history_from_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
+    return history_frame(read_csv(path, HISTORY_COLUMNS))
+
+
+def audit_from_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
+    return audit_frame(read_csv(path, AUDIT_COLUMNS))

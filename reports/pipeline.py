@@ -1,0 +1,145 @@
+"""The report steps as plain functions; the flow wraps them in tasks, the CLI calls
+them directly (no Prefect server needed for a one-off report)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from reports import chart, load, render
+from reports.cloudwatch import CloudWatchMetrics, MetricsSource, metric_queries, metrics_document
+from reports.metrics import Report, compute, utc_timestamp
+from reports.publish import OutputFile, S3Output, write_local
+from rollback.config import Config
+from rollback.errors import ConfigError
+from rollback.models import utcnow
+from rollback.stores.audit import AuditStore
+from rollback.stores.history import HistoryStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Written:
+    """One environment's report: its files and where they went."""
+
+    environment: str
+    names: render.FileNames
+    locations: list[str] = field(default_factory=list)
+
+
+def report_now(value: str | datetime | None) -> pd.Timestamp:
+    """The report's "now" (UTC, whole seconds): ``value`` or the current time."""
+    if value is None or value == "":
+        return utc_timestamp(utcnow()).floor("s")
+    try:
+        return utc_timestamp(value).floor("s")
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"--now must be an ISO timestamp like 2024-05-01T09:00:00Z, not {value!r}"
+        ) from None
+
+
+def environments(config: Config, environment: str) -> list[str]:
+    """``all`` means every configured environment; a name must be configured."""
+    if environment == "all":
+        return sorted(config.environments)
+    config.environment(environment)  # ConfigError naming the known ones
+    return [environment]
+
+
+def read_history(config: Config) -> pd.DataFrame:
+    store = HistoryStore(
+        config.stores.history_table, credentials_block=config.aws.credentials_block
+    )
+    return load.history_from_store(store, segments=config.reports.scan_segments)
+
+
+def read_audit(config: Config) -> pd.DataFrame:
+    store = AuditStore(config.stores.audit_table, credentials_block=config.aws.credentials_block)
+    return load.audit_from_store(store)
+
+
+def read_metrics(
+    config: Config, report: Report, source: MetricsSource | None = None
+) -> dict[str, Any]:
+    """The cloudwatch-metrics document for one environment's window."""
+    env = report.environment
+    services = set(config.environments[env].services) if env in config.environments else set()
+    queries = metric_queries(
+        config.reports, env, services | {r["service"] for r in report.services}
+    )
+    series = []
+    if queries:
+        source = source or CloudWatchMetrics(credentials_block=config.aws.credentials_block)
+        series = source.series(
+            queries, report.window.start.to_pydatetime(), report.window.end.to_pydatetime()
+        )
+    doc = report.document
+    return metrics_document(env, doc["window"], doc["generatedAt"], series)
+
+
+def render_files(
+    report: Report, metrics: dict[str, Any], timezone: str = "UTC"
+) -> list[OutputFile]:
+    """The four files of one environment, named as the docs say."""
+    names = render.FileNames.of(report.environment, report.window.end)
+    figure = chart.deploys_figure(report.daily, f"Deploys per day — {report.environment}")
+    return [
+        OutputFile(names.stats, render.to_json(report.document).encode(), "application/json"),
+        OutputFile(names.metrics, render.to_json(metrics).encode(), "application/json"),
+        OutputFile(
+            names.summary,
+            render.summary_markdown(report, names.chart, timezone).encode(),
+            "text/markdown; charset=utf-8",
+        ),
+        OutputFile(names.chart, chart.png(figure), "image/png"),
+    ]
+
+
+def store_files(
+    files: list[OutputFile],
+    out_dir: str | None,
+    s3_prefix: str | None,
+    credentials_block: str | None = None,
+) -> list[str]:
+    """Write to the local directory and/or upload to the S3 prefix."""
+    if not out_dir and not s3_prefix:
+        raise ConfigError("no output location: give an output directory or reports.s3_prefix")
+    locations = write_local(files, out_dir) if out_dir else []
+    if s3_prefix:
+        s3 = S3Output(s3_prefix, credentials_block=credentials_block)
+        locations += [s3.put(f) for f in files]
+    return locations
+
+
+def generate(
+    config: Config,
+    environment: str,
+    days: int | None = None,
+    now: str | datetime | None = None,
+    out_dir: str | None = None,
+    s3_prefix: str | None = None,
+    metrics_source: MetricsSource | None = None,
+) -> list[Written]:
+    """The whole report without Prefect: read, compute, render, store, per environment."""
+    names = environments(config, environment)
+    at = report_now(now)
+    days = config.reports.days if days is None else days
+    if days <= 0:
+        raise ConfigError(f"days must be positive, not {days}")
+    history, audit = read_history(config), read_audit(config)
+    written = []
+    for env in names:
+        report = compute(history, audit, env, at, days)
+        files = render_files(
+            report, read_metrics(config, report, metrics_source), config.reports.timezone
+        )
+        locations = store_files(files, out_dir, s3_prefix, config.aws.credentials_block)
+        written.append(Written(env, render.FileNames.of(env, at), locations))
+        log.info("report for %s: %s", env, ", ".join(locations))
+    return written

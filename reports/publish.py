@@ -1,0 +1,72 @@
+"""Where report files go: a local directory and/or an S3 prefix (one adapter each)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rollback import aws
+from rollback.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    name: str
+    body: bytes
+    content_type: str
+
+
+def write_local(files: list[OutputFile], out_dir: str | os.PathLike[str]) -> list[str]:
+    """Write each file into ``out_dir`` (created if missing); returns the paths."""
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for file in files:
+        path = directory / file.name
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(file.body)
+        tmp.replace(path)  # readers never see half a file
+        paths.append(str(path))
+    return paths
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix/``)."""
+    if not url.startswith("s3://") or len(url) <= 5:
+        raise ConfigError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)")
+    bucket, _, prefix = url[5:].partition("/")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+class S3Output:
+    """Puts report files under one S3 prefix."""
+
+    def __init__(self, url: str, client: Any = None, credentials_block: str | None = None):
+        self.bucket, self.prefix = split_s3_url(url)
+        self._client = client
+        self._credentials_block = credentials_block
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("s3", self._credentials_block)
+        return self._client
+
+    def put(self, file: OutputFile) -> str:
+        key = self.prefix + file.name
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=file.body, ContentType=file.content_type
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise aws.translate(exc, f"upload s3://{self.bucket}/{key}") from exc
+        log.info("uploaded s3://%s/%s", self.bucket, key)
+        return f"s3://{self.bucket}/{key}"

@@ -1,0 +1,237 @@
+"""Renderers: file names, the JSON files, the markdown summary and its recommendations.
+
+Pure functions of a computed ``Report``; the chart is in ``reports.chart``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from reports.metrics import Report
+
+CFR_THRESHOLD_PERCENT = 15.0
+TTR_THRESHOLD_HOURS = 1.0
+REPEATED_AUTO_ROLLBACKS = 2
+EVENTS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class FileNames:
+    stats: str
+    metrics: str
+    summary: str
+    chart: str
+
+    @classmethod
+    def of(cls, environment: str, generated_at: pd.Timestamp) -> FileNames:
+        stamp = generated_at.tz_convert("UTC").strftime("%Y%m%d-%H%M%S")
+        return cls(
+            stats=f"deployment-stats-{environment}-{stamp}.json",
+            metrics=f"cloudwatch-metrics-{environment}-{stamp}.json",
+            summary=f"deployment-summary-{environment}-{stamp}.md",
+            chart=f"deployment-chart-{environment}-{stamp}.png",
+        )
+
+
+def to_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    rule: str  # the rule, stated so a reader sees why it fired
+    finding: str  # what the data showed
+    action: str
+
+
+def recommendations(report: Report) -> list[Recommendation]:
+    """Explicit rules over the report's numbers; each says which threshold it crossed."""
+    doc = report.document
+    dora, out = doc["dora"], []
+    cfr = dora["changeFailureRatePercent"]
+    if cfr is not None and cfr > CFR_THRESHOLD_PERCENT:
+        out.append(
+            Recommendation(
+                f"change failure rate above {CFR_THRESHOLD_PERCENT:g}%",
+                f"{dora['changeFailures']} of {doc['stats']['totalDeployments']} deployments "
+                f"failed or were rolled back ({cfr:g}%).",
+                "Review those changes and what pre-deploy checks could have caught them.",
+            )
+        )
+    ttr = dora["timeToRestoreHoursMedian"]
+    if ttr is not None and ttr > TTR_THRESHOLD_HOURS:
+        out.append(
+            Recommendation(
+                f"median time to restore above {TTR_THRESHOLD_HOURS:g} hour",
+                f"The median time to restore was {ttr:g} h over {dora['restoredCount']} "
+                "restored failures.",
+                "Make rollback faster to reach for: automatic triggers, or a runbook step.",
+            )
+        )
+    if dora["unrestoredCount"]:
+        out.append(
+            Recommendation(
+                "failed deployment never restored",
+                f"{dora['unrestoredCount']} failed or rolled-back deployment(s) have no later "
+                "successful record of their service.",
+                "Check those services run a good version, and record the fix in the history.",
+            )
+        )
+    for service, numbers in doc["serviceDora"].items():
+        if numbers["automaticRollbacks"] >= REPEATED_AUTO_ROLLBACKS:
+            out.append(
+                Recommendation(
+                    f"{REPEATED_AUTO_ROLLBACKS} or more automatic rollbacks of one service",
+                    f"{service} was rolled back automatically "
+                    f"{numbers['automaticRollbacks']} times.",
+                    f"Find what keeps breaking {service}; its alarms may also be too sensitive.",
+                )
+            )
+    missing = dora["deploymentsWithoutCommitTime"]
+    if missing:
+        known = dora["leadTimeSampleSize"]
+        out.append(
+            Recommendation(
+                "deployments without a recorded commit time",
+                f"{missing} of {missing + known} successful deployments carry no "
+                f"committed_at, so lead time "
+                + ("is unknown." if not known else f"covers only {known} of them."),
+                "Record the commit time in the deploy pipeline's history entry.",
+            )
+        )
+    refused = doc["rollbacks"]["refused"]
+    if refused:
+        out.append(
+            Recommendation(
+                "rollback attempts refused",
+                f"{refused} rollback attempt(s) were refused by safety checks.",
+                "Read their audit records: a refusal can hide a service left on a bad version.",
+            )
+        )
+    return out
+
+
+def _num(value: Any, unit: str = "") -> str:
+    return "—" if value is None else f"{value:g}{unit}"
+
+
+def _delta(now: Any, before: Any, unit: str = "") -> str:
+    if now is None or before is None:
+        return "—"
+    change = round(now - before, 2)
+    return f"{change:+g}{unit}" if change else "no change"
+
+
+def _headline(doc: dict[str, Any]) -> list[str]:
+    cur, prev = doc, doc["previousPeriod"]
+    rows = [
+        ("Deployments", "stats", "totalDeployments", ""),
+        ("Success rate", "stats", "successRate", "%"),
+        ("Change failure rate", "dora", "changeFailureRatePercent", "%"),
+        ("Deploys per day", "dora", "deploymentFrequencyPerDay", ""),
+        ("Lead time (median)", "dora", "leadTimeHoursMedian", " h"),
+        ("Time to restore (median)", "dora", "timeToRestoreHoursMedian", " h"),
+        ("Average duration", "stats", "averageDuration", " s"),
+    ]
+    lines = ["| | This period | Previous period | Change |", "|---|---:|---:|---:|"]
+    for label, part, key, unit in rows:
+        a, b = cur[part][key], prev[part][key]
+        delta_unit = " pts" if unit == "%" else unit
+        lines.append(
+            f"| {label} | {_num(a, unit)} | {_num(b, unit)} | {_delta(a, b, delta_unit)} |"
+        )
+    return lines
+
+
+def _services(report: Report) -> list[str]:
+    if not report.services:
+        return ["No deployments or rollbacks in the window."]
+    lines = [
+        "| Service | Deploys | Succeeded | Failed | Success rate | Avg duration | "
+        "Change failure rate | Rollbacks | Time to restore (median) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report.services:
+        lines.append(
+            f"| {r['service']} | {r['totalDeployments']} | {r['successfulDeployments']} | "
+            f"{r['failedDeployments']} | {_num(r['successRate'], '%')} | "
+            f"{_num(r['averageDuration'], ' s')} | {_num(r['changeFailureRatePercent'], '%')} | "
+            f"{r['rollbacks']} | {_num(r['timeToRestoreHoursMedian'], ' h')} |"
+        )
+    return lines
+
+
+def _text(value: Any) -> str:
+    return "—" if value is None or pd.isna(value) else str(value).replace("|", "\\|")
+
+
+def _rollbacks(report: Report) -> list[str]:
+    rb = report.document["rollbacks"]
+    lines = [
+        f"Audit log: {rb['count']} attempt(s) — {rb['succeeded']} succeeded, {rb['failed']} "
+        f"failed, {rb['refused']} refused, {rb['interrupted']} interrupted; median duration "
+        f"{_num(rb['durationSecondsMedian'], ' s')}.",
+        "",
+    ]
+    events = report.events
+    if events.empty:
+        return [*lines, "No rollback recorded in the history for this window."]
+    shown = events.tail(EVENTS_SHOWN).iloc[::-1]
+    lines += [
+        "| When (UTC) | Service | From → to | Trigger | Outcome | Time to restore |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for e in shown.itertuples(index=False):
+        restore = None if pd.isna(e.restore_h) else round(float(e.restore_h), 2)
+        lines.append(
+            f"| {e.finished_at:%Y-%m-%d %H:%M} | {_text(e.service)} | "
+            f"{_text(e.from_version)} → {_text(e.to_version)} | {_text(e.trigger)} | "
+            f"{_text(e.status)} | {_num(restore, ' h')} |"
+        )
+    if len(events) > EVENTS_SHOWN:
+        lines.append(f"\n…and {len(events) - EVENTS_SHOWN} earlier rollback(s) (see the JSON).")
+    return lines
+
+
+def summary_markdown(report: Report, chart_name: str | None, timezone: str = "UTC") -> str:
+    """The one-minute read: headline against the previous period, recommendations,
+    services, rollbacks, definitions."""
+    doc, w = report.document, report.window
+    local = ""
+    if timezone != "UTC":
+        end = w.end.tz_convert(ZoneInfo(timezone))
+        local = f" ({end:%Y-%m-%d %H:%M} {timezone})"
+    lines = [
+        f"# Deployment summary — {report.environment}",
+        "",
+        f"Window: {w.start:%Y-%m-%d %H:%M} → {w.end:%Y-%m-%d %H:%M} UTC ({w.days} days), "
+        f"generated {doc['generatedAt']}{local}. Changes compare with the {w.days} days before.",
+        "",
+        "## Headline",
+        "",
+        *_headline(doc),
+        "",
+    ]
+    if chart_name:
+        lines += [f"![Deploys per day by outcome, rollbacks marked]({chart_name})", ""]
+    lines += ["## Recommendations", ""]
+    recs = recommendations(report)
+    lines += [f"- **Rule: {r.rule}.** {r.finding} {r.action}" for r in recs] or [
+        "No rule fired (change failure rate, time to restore, unrestored failures, repeated "
+        "automatic rollbacks, missing commit times, refused rollbacks)."
+    ]
+    lines += ["", "## Services", "", *_services(report), ""]
+    lines += ["## Rollbacks in the window", "", *_rollbacks(report), ""]
+    lines += ["## Definitions", ""]
+    lines += [f"- **{k}**: {v}" for k, v in doc["definitions"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def service_table(report: Report) -> list[dict[str, Any]]:
+    """The per-service rows of the Prefect table artifact."""
+    return [dict(r) for r in report.services]

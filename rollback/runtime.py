@@ -13,8 +13,6 @@ from rollback.stores.audit import AuditStore, LockStore, MarkerStore
 from rollback.stores.history import HistoryStore
 from rollback.targets.base import RunContext, Target, build_target
 
-_ENSURED: set[tuple[str, str, str]] = set()  # (endpoint, table, kind) checked this process
-
 
 class Runtime:
     def __init__(
@@ -31,17 +29,14 @@ class Runtime:
         )
         self._targets = dict(targets or {})
         self.run_context = RunContext()
+        self._tables_checked = False
 
     def ensure_tables(self) -> None:
-        """Check (or create, if configured) both tables once per process and endpoint."""
-        import os
-
-        endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
-        for table in (self.audit, self.history):
-            key = (endpoint, table.table, type(table).__name__)
-            if key not in _ENSURED:
+        """Check (or create, if configured) both tables, once per runtime."""
+        if not self._tables_checked:
+            for table in (self.audit, self.history):
                 table.ensure(self.config.stores.create_tables)
-                _ENSURED.add(key)
+            self._tables_checked = True
 
     def target(self, environment: str, service: str) -> Target:
         key = f"{environment}/{service}"

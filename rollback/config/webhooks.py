@@ -1,8 +1,15 @@
-"""Config sections for the webhook receiver, alarm routing and the health guard."""
+"""Config sections for the webhook receiver, alarm routing and the health guard.
+
+Secrets are never here: the config names the environment variables that hold them.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+MIB = 1024 * 1024
 
 
 class _Strict(BaseModel):
@@ -10,9 +17,16 @@ class _Strict(BaseModel):
 
 
 class GithubRule(_Strict):
-    repository: str
-    workflow: str | None = None
-    branch: str | None = None
+    """Which failed GitHub run means which service must be rolled back."""
+
+    repository: str = Field(description="owner/name, compared case-insensitively")
+    workflow: str | None = Field(
+        default=None, description="workflow name, file name or path; empty: any workflow"
+    )
+    branch: str | None = Field(default=None, description="head branch (deployment ref)")
+    github_environment: str | None = Field(
+        default=None, description="deployment_status only: the GitHub deployment environment"
+    )
     environment: str
     service: str
 
@@ -20,13 +34,45 @@ class GithubRule(_Strict):
 class GithubWebhookConfig(_Strict):
     secret_env: str = "GITHUB_WEBHOOK_SECRET"
     conclusions: list[str] = Field(default_factory=lambda: ["failure", "timed_out"])
-    rollback_pattern: str = "rollback"
+    deployment_states: list[str] = Field(default_factory=lambda: ["failure", "error"])
+    rollback_pattern: str = Field(
+        default="rollback",
+        description="regex (case-insensitive): a workflow whose name or path matches is a "
+        "rollback itself and never triggers one",
+    )
+    ignore_actors: list[str] = Field(
+        default_factory=list,
+        description="GitHub logins whose runs never trigger a rollback (our own bot)",
+    )
     rules: list[GithubRule] = Field(default_factory=list)
+
+
+class SnsConfig(_Strict):
+    topic_arns: list[str] = Field(
+        default_factory=list, description="topics accepted (empty: any topic)"
+    )
+    confirm_subscriptions: bool = True
+
+
+Mode = Literal["auto", "embedded", "deployment"]
 
 
 class WebhooksConfig(_Strict):
     github: GithubWebhookConfig | None = None
+    sns: SnsConfig = Field(default_factory=SnsConfig)
     api_token_env: str = "ROLLBACK_API_TOKEN"
+    max_body_bytes: int = Field(default=MIB, gt=0)
+    mode: Mode = Field(
+        default="auto",
+        description="how a request becomes a flow run: embedded (this process), deployment "
+        "(run_deployment on a Prefect server), auto (deployment when PREFECT_API_URL is set)",
+    )
+    deployment: str = Field(default="rollback/rollback-auto", description="flow/deployment")
+    flow_config_path: str | None = Field(
+        default=None,
+        description="config path the deployment's flow runs read (default: this config's path)",
+    )
+    estimated_duration: str = "2-5 minutes"
 
 
 class AlarmRoute(_Strict):
@@ -34,5 +80,23 @@ class AlarmRoute(_Strict):
     service: str
 
 
+class ServiceHealth(_Strict):
+    """What the health guard watches for one service."""
+
+    environment: str
+    service: str
+    url: str | None = None
+    timeout_s: float = Field(default=3, gt=0)
+    lambda_function: str | None = Field(default=None, description="AWS/Lambda FunctionName")
+    lambda_error_rate_pct: float = Field(default=5, ge=0)
+    api_name: str | None = Field(default=None, description="AWS/ApiGateway ApiName")
+    api_5xx_rate_pct: float = Field(default=10, ge=0)
+    metric_window_minutes: int = Field(default=5, ge=1)
+    min_requests: int = Field(
+        default=1, ge=1, description="fewer requests than this in the window: no verdict"
+    )
+
+
 class HealthGuardConfig(_Strict):
     failures_to_trigger: int = Field(default=2, ge=1)
+    services: list[ServiceHealth] = Field(default_factory=list)

@@ -136,8 +136,13 @@ class EcsTarget(TargetBase):
         except ClientError as exc:
             raise aws.translate(exc, "list task definitions") from exc
         family = self._family_name()
-        arns = [a for a in arns if a.rsplit("/", 1)[-1].split(":")[0] == family]
-        return [self._describe(arn) for arn in arns[:MAX_CANDIDATES]]
+        revisions = sorted(
+            (int(a.rsplit(":", 1)[1]), a)
+            for a in arns
+            if a.rsplit("/", 1)[-1].split(":")[0] == family
+        )
+        newest_first = [arn for _, arn in reversed(revisions)]  # not every API honours sort
+        return [self._describe(arn) for arn in newest_first[:MAX_CANDIDATES]]
 
     # -- checks --------------------------------------------------------------------------
     def check(self, current: Version, target: Version) -> list[CheckResult]:

@@ -207,7 +207,18 @@ class TerraformCli:
         raise TargetError(message)
 
     def init(self, backend_config: Mapping[str, str] | None = None) -> None:
-        self._run("init", self.tf.init, backend_config=dict(backend_config or {}) or None, var=None)
+        """``terraform init`` without python-terraform's default ``-reconfigure``: that
+        flag makes Terraform ask to migrate existing workspace states (fails without
+        input), and a changed backend should stop the rollback, not be reset silently."""
+        from python_terraform import IsNotFlagged
+
+        self._run(
+            "init",
+            self.tf.init,
+            backend_config=dict(backend_config or {}) or None,
+            reconfigure=IsNotFlagged,
+            var=None,
+        )
 
     def select_workspace(self, workspace: str) -> None:
         self._run(f"workspace select {workspace}", self.tf.cmd, "workspace select", workspace)

@@ -174,6 +174,83 @@ def find_interrupted(recent: Iterable[AuditRecord], own_audit_id: str) -> list[A
     return [r for r in recent if r.audit_id != own_audit_id and r.status in _IN_FLIGHT]
 
 
+def check_schema(
+    records: Sequence[DeploymentRecord], target_id: str, current_id: str, bad: frozenset[str]
+) -> CheckResult:
+    """Migration gate: the target must run on the schema the database is at now.
+
+    The database schema is the ``schema_version`` of the newest deploy that recorded one
+    (failed deploys count: their migration may have run). A release's range is the
+    ``min/max_schema_version`` of its newest deploy record. Unknown data never blocks.
+    """
+    deploys = sorted(
+        (r for r in records if r.kind == "deploy"),
+        key=lambda r: r.started_at or r.finished_at or datetime.min,
+        reverse=True,
+    )
+    schema = next((r.schema_version for r in deploys if r.schema_version is not None), None)
+    target = next(
+        (
+            r
+            for r in deploys
+            if r.version == target_id
+            and (r.min_schema_version is not None or r.max_schema_version is not None)
+        ),
+        None,
+    )
+    if schema is None or target is None:
+        return CheckResult("schema_compatible", True, "no schema data recorded")
+    if _runs_on(target, schema):
+        return CheckResult(
+            "schema_compatible",
+            True,
+            f"{target_id} runs on schema {_range(target)}; the database is at {schema}",
+        )
+    safe = next(
+        (
+            r.version
+            for r in deploys
+            if r.status == "success"
+            and r.version not in (current_id, target_id)
+            and r.version not in bad
+            and _runs_on(r, schema)
+        ),
+        None,
+    )
+    return CheckResult(
+        "schema_compatible",
+        False,
+        f"{target_id} runs on schema {_range(target)} but the database is at {schema}; "
+        + (f"newest safe target: {safe}" if safe else "no earlier version runs on it"),
+    )
+
+
+def _runs_on(record: DeploymentRecord, schema: int) -> bool:
+    low, high = record.min_schema_version, record.max_schema_version
+    return (low is None or low <= schema) and (high is None or schema <= high)
+
+
+def _range(record: DeploymentRecord) -> str:
+    low = "*" if record.min_schema_version is None else record.min_schema_version
+    high = "*" if record.max_schema_version is None else record.max_schema_version
+    return f"{low}..{high}"
+
+
+def check_snapshot(
+    prefix: str, latest: datetime | None, max_age_h: float, now: datetime
+) -> CheckResult:
+    if latest is None:
+        return CheckResult("db_snapshot", False, f"no RDS snapshot named {prefix}* found")
+    age_h = (now - latest).total_seconds() / 3600
+    if age_h > max_age_h:
+        return CheckResult(
+            "db_snapshot",
+            False,
+            f"newest snapshot {prefix}* is {age_h:.1f}h old (limit {max_age_h:g}h): take one first",
+        )
+    return CheckResult("db_snapshot", True, f"snapshot {prefix}* is {age_h:.1f}h old")
+
+
 # -- outcome ------------------------------------------------------------------------------
 def headline(
     status: str,

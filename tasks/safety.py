@@ -3,7 +3,7 @@ an answer (recorded, never retried), not an error."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prefect import get_run_logger
 
@@ -11,6 +11,7 @@ from rollback import decisions
 from rollback.errors import AlreadyRecordedError, LockHeldError
 from rollback.models import AuditRecord, CheckResult, RollbackRequest, Status, utcnow
 from rollback.runtime import Runtime
+from rollback.snapshots import RdsSnapshots
 from rollback.targets.base import DESTROY_CHECK
 from tasks._common import stage
 from tasks.resolve import Resolution
@@ -98,6 +99,7 @@ def run_checks(
             decisions.check_not_on_target(current, target, None),
             decisions.check_not_bad(target, bad),
         ]
+        checks += _migration_gate(rt, request, current.id, target.id, bad, now)
         for c in rt.target(request.environment, request.service).check(current, target):
             if c.name == DESTROY_CHECK and not c.passed and request.allow_destroy:
                 c = CheckResult(c.name, True, f"{c.detail} (allowed by the request)")
@@ -105,4 +107,25 @@ def run_checks(
     log = get_run_logger()
     for c in checks:
         log.info("check %-22s %s  %s", c.name, "pass" if c.passed else "FAIL", c.detail)
+    return checks
+
+
+def _migration_gate(
+    rt: Runtime,
+    request: RollbackRequest,
+    current_id: str,
+    target_id: str,
+    bad: frozenset[str],
+    now: datetime,
+) -> list[CheckResult]:
+    records = rt.history.query(request.environment, request.service, limit=200)
+    checks = [decisions.check_schema(records, target_id, current_id, bad)]
+    cfg = rt.config.service(request.environment, request.service)
+    if cfg.rds_snapshot_prefix:
+        latest = RdsSnapshots(credentials_block=rt.config.aws.credentials_block).latest(
+            cfg.rds_snapshot_prefix
+        )
+        checks.append(
+            decisions.check_snapshot(cfg.rds_snapshot_prefix, latest, cfg.snapshot_max_age_h, now)
+        )
     return checks

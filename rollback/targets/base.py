@@ -30,6 +30,10 @@ class ServiceConfig(BaseModel):
     poll_interval_s: float = Field(default=5, gt=0)
     health_url: str | None = None
     health_checks: int = Field(default=3, ge=1, description="consecutive 2xx needed")
+    rds_snapshot_prefix: str | None = Field(
+        default=None, description="migration gate: require a recent RDS snapshot with this prefix"
+    )
+    snapshot_max_age_h: float = Field(default=24, gt=0)
 
 
 class Target(Protocol):

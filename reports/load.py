@@ -63,6 +63,8 @@ def _frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, columns: tuple[str,
     for column in columns:
         if column not in df:
             df[column] = None
+        elif df[column].dtype.kind == "f":  # all missing: text, not float
+            df[column] = df[column].astype(object)
     return df.loc[:, list(columns)]
 
 
@@ -71,9 +73,13 @@ def history_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFr
     df = _frame(rows, HISTORY_COLUMNS)
     for column in HISTORY_TIMES:
         df[column] = _utc(df[column])
-    df["kind"] = df["kind"].fillna("deploy")
-    df["record_id"] = df["record_id"].fillna("")
+    df["kind"] = _text(df["kind"], "deploy")
+    df["record_id"] = _text(df["record_id"], "")
     return df
+
+
+def _text(values: pd.Series, default: str) -> pd.Series:
+    return values.fillna(default)
 
 
 def records_frame(records: Iterable[DeploymentRecord]) -> pd.DataFrame:
@@ -89,7 +95,7 @@ def audit_frame(rows: Iterable[AuditRecord | Mapping[str, Any]] | pd.DataFrame) 
         df[column] = _utc(df[column])
     if df["dry_run"].dtype != bool:
         df["dry_run"] = df["dry_run"].astype(str).str.lower().isin(("true", "1"))
-    df["trigger"] = df["trigger"].fillna("manual")
+    df["trigger"] = _text(df["trigger"], "manual")
     return df
 
 

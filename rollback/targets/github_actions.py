@@ -95,7 +95,13 @@ class GithubActionsTarget(TargetBase):
         if cfg.token_secret_block:
             from prefect.blocks.system import Secret
 
-            token = str(Secret.load(cfg.token_secret_block).get() or "")
+            try:
+                token = str(Secret.load(cfg.token_secret_block).get() or "")
+            except ValueError as exc:  # no such block
+                raise ConfigError(
+                    f"Prefect Secret block {cfg.token_secret_block!r} cannot be loaded: "
+                    "create it or fix token_secret_block"
+                ) from exc
             where = f"Prefect Secret block {cfg.token_secret_block!r}"
         else:
             token = os.environ.get(cfg.token_env, "")
@@ -127,7 +133,7 @@ class GithubActionsTarget(TargetBase):
     @property
     def repo(self) -> Any:
         if self._repo is None:
-            self._repo = self.client.get_repo(self.config.repository)
+            self._repo = self._call("get repository", self.client.get_repo, self.config.repository)
         return self._repo
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -153,8 +159,9 @@ class GithubActionsTarget(TargetBase):
 
     def lookup(self, spec: str) -> Version:
         spec = spec.strip()
+        repo = self.repo  # a missing repository is its own error, not a missing ref
         try:
-            commit = self._call("get commit", self.repo.get_commit, spec)
+            commit = self._call("get commit", repo.get_commit, spec)
         except NotFoundError as exc:
             raise NotFoundError(
                 f"{spec!r} is not a branch, tag or commit of {self.config.repository}"

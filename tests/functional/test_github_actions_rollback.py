@@ -206,3 +206,9 @@ def test_flow_refuses_without_history(
     assert "no earlier good version of shop" in out["reason"]
     assert github.dispatches == []
     assert github.statuses == []
+
+
+def test_unknown_repository_is_not_found(github: FakeGitHub, token: str) -> None:
+    target = _target(github, repository="acme/other")
+    with pytest.raises(NotFoundError, match=r"get repository \(acme/other\)"):
+        target.lookup("v1.4.0")

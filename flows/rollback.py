@@ -171,7 +171,7 @@ class _Run:
         try:
             mark_bad(rt, req, resolution.from_version)
             if resolution.current.id != target.id:
-                execute(rt, req, target)
+                execute(rt, req, target, audit_id)
                 self.step(f"switched to {target}")
             else:
                 self.step(f"already on {target} (resumed): nothing to switch")

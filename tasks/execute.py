@@ -7,6 +7,7 @@ from prefect import get_run_logger
 
 from rollback.models import RollbackRequest, Version
 from rollback.runtime import Runtime
+from rollback.targets.steps import StepsTarget
 from tasks._common import stage
 
 
@@ -17,6 +18,13 @@ def mark_bad(rt: Runtime, request: RollbackRequest, version: str) -> None:
 
 
 @stage("execute-rollback")
-def execute(rt: Runtime, request: RollbackRequest, target: Version) -> None:
+def execute(rt: Runtime, request: RollbackRequest, target: Version, audit_id: str) -> None:
     get_run_logger().info("switching %s/%s to %s", request.environment, request.service, target)
-    rt.target(request.environment, request.service).execute(target)
+    platform = rt.target(request.environment, request.service)
+    if isinstance(platform, StepsTarget):
+        # A saga undoes finished steps to the before-state the audit record holds,
+        # not to what this process happens to remember.
+        record = rt.audit.get(audit_id)
+        if record and record.from_version:
+            platform.before = platform.lookup(record.from_version)
+    platform.execute(target)

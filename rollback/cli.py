@@ -186,7 +186,15 @@ def history_import(
     rt = Runtime(cfg)
     rt.ensure_tables()
     count = rt.history.import_many(records)
+    _clear_redeployed(rt, records)
     typer.echo(f"imported {count} record(s) into {cfg.stores.history_table}")
+
+
+def _clear_redeployed(rt: Any, records: list[Any]) -> None:
+    """A successful deploy of a version takes it off the bad list."""
+    for r in records:
+        if r.kind == "deploy" and r.status == "success":
+            rt.markers.clear_bad(r.environment, r.service, r.version)
 
 
 @app.command("record-deployment")
@@ -228,6 +236,7 @@ def record_deployment(
     rt = Runtime(cfg)
     rt.ensure_tables()
     rt.history.append(record)
+    _clear_redeployed(rt, [record])
     typer.echo(f"recorded {env}/{service} {version} {status}")
 
 
@@ -312,6 +321,9 @@ def demo() -> None:
 
 
 # -- subcommands from other modules --
+from rollback.cli_serve import register as _register_serve  # noqa: E402
+
+_register_serve(app)
 from rollback.cli_report import register as _register_report  # noqa: E402
 
 _register_report(app)

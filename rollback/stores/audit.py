@@ -286,6 +286,19 @@ class MarkerStore(AuditTable):
         except ClientError as exc:
             raise aws.translate(exc, f"mark {version} bad for {environment}/{service}") from exc
 
+    def clear_bad(self, environment: str, service: str, version: str) -> None:
+        """A version deployed successfully again (e.g. a reused nginx color carrying a
+        new release) is no longer bad."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": f"bad#{service_key(environment, service)}"}),
+                UpdateExpression="DELETE versions :v",
+                ExpressionAttributeValues=to_item({":v": {version}}),
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"clear bad mark of {version}") from exc
+
     def claim_event(self, event_id: str, audit_id: str, ttl_days: int = 7) -> str:
         """Claim a source event for ``audit_id``; returns the audit id that holds it
         (ours, or the one that claimed it first — a redelivery starts nothing new)."""

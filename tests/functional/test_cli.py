@@ -107,6 +107,8 @@ def test_run_json_success_refusal_and_dry_run(
 
 def test_record_deployment_and_history(aws: str, tmp_path: Path) -> None:
     config = make_world(tmp_path)
+    rt = Runtime(load_config(config))
+    rt.markers.mark_bad("staging", "api", "api:5")  # e.g. a reused version, bad before
     out = cli(
         "record-deployment",
         "--config",
@@ -129,6 +131,7 @@ def test_record_deployment_and_history(aws: str, tmp_path: Path) -> None:
         "2099-01-01T10:05:00Z",
     )
     assert out.returncode == 0, out.stderr
+    assert rt.markers.bad_versions("staging", "api") == frozenset()  # redeployed: good again
     listed = cli("history", "--config", str(config), "--env", "staging", "--json", "--limit", "2")
     records = json.loads(listed.stdout)
     assert records[0]["version"] == "api:5" and records[0]["commit_sha"] == "abc123"

@@ -102,6 +102,7 @@ class _Run:
         )
         self.locked = False
         self.deploy_failed = False
+        self.finishing = False
 
     def step(self, event: str) -> None:
         self.outcome.timeline.append((iso(utcnow()) or "", event))
@@ -122,6 +123,11 @@ class _Run:
         self.step(f"requested by {req.requested_by} ({req.trigger}): {req.reason or 'no reason'}")
         try:
             return self._checked_rollback()
+        except RollbackError as exc:
+            if self.finishing:  # the final write itself failed: nothing more to record
+                raise
+            # Before any change (a change's own errors are handled in _change).
+            return self._finish(Status.FAILED, f"{exc} (nothing was changed)")
         finally:
             if self.locked:
                 release_lock(rt, req, audit_id)
@@ -243,6 +249,7 @@ class _Run:
 
     def _finish(self, status: Status, reason: str | None) -> RollbackOutcome:
         req, rt, out = self.request, self.rt, self.outcome
+        self.finishing = True
         out.status = status.value
         out.reason = reason
         out.duration_s = round(time.monotonic() - self.started, 3)

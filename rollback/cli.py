@@ -316,7 +316,14 @@ def demo() -> None:
         typer.echo("== deployment history (newest first)")
         for r in rt.history.query("prod", "api", limit=5):
             typer.echo(f"   {r.kind:<8} {r.version:<8} {r.status:<8} {r.from_version or ''}")
-        if result["status"] != "succeeded":
+        typer.echo("== the same flow rolls a Lambda alias back: prod/worker (alias live on v3)")
+        lambda_result = run_flow(
+            request.model_copy(update={"service": "worker", "reason": "error rate above 5%"}),
+            str(config_path),
+        )
+        _print_result(lambda_result)
+        results = [result, lambda_result]
+        if any(r["status"] != "succeeded" for r in results):
             raise typer.Exit(EXIT_FAILED)
 
 

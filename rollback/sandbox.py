@@ -93,7 +93,14 @@ def demo_config(config_path: Path, poll_interval_s: float = 0.2) -> dict[str, An
                         "ecr_repository": "api",
                         "stabilize_timeout_s": 60,
                         "poll_interval_s": poll_interval_s,
-                    }
+                    },
+                    "worker": {
+                        "type": "lambda",
+                        "function": "demo-worker",
+                        "alias": "live",
+                        "stabilize_timeout_s": 30,
+                        "poll_interval_s": poll_interval_s,
+                    },
                 },
             },
             "staging": {
@@ -190,9 +197,11 @@ def seed_all(config_path: Path) -> None:
     """Seed AWS, write the config, create the stores and load the demo history."""
     from rollback.config import load_config
     from rollback.runtime import Runtime
+    from rollback.sandbox_lambda import seed_lambda
 
     demo_config(config_path)
     seed()
+    seed_lambda("demo-worker")  # versions 1..3, alias live on 3 (the bad one)
     rt = Runtime(load_config(config_path))
     rt.ensure_tables()
     for env in ("prod", "staging"):

@@ -65,6 +65,8 @@ def resolve_target(
             return Resolution(
                 current, version, "newest older platform version (no usable history)", current.id
             )
-    return Resolution(
-        current, None, f"no earlier good version of {request.service} to roll back to", current.id
+    # A target may word this itself (e.g. "no earlier published version of FUNCTION").
+    reason = getattr(
+        target, "no_target_reason", f"no earlier good version of {request.service} to roll back to"
     )
+    return Resolution(current, None, reason, current.id)

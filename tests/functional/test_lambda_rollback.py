@@ -121,7 +121,7 @@ def test_flow_refuses_when_no_earlier_version(
     # THEN it is refused and nothing changed
     assert out["status"] == "refused", out
     assert out["to_version"] is None
-    assert "no earlier" in out["reason"]
+    assert "no earlier published version of solo-fn to roll back to" in out["reason"]
     assert _alias("solo-fn")["FunctionVersion"] == "1"
     assert _target("solo-fn").no_target_reason == (
         "no earlier published version of solo-fn to roll back to"

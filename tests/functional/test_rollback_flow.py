@@ -276,3 +276,17 @@ def test_transient_faults_are_retried_without_duplicate_effects(aws: str, tmp_pa
         if r.kind == "rollback"
     ]
     assert len(rollbacks) == 1
+
+
+def test_an_error_before_any_change_ends_the_record_failed(aws: str, tmp_path: Path) -> None:
+    # GIVEN a service whose ECS service does not exist (a wrong name in the config)
+    def wrong(data: dict[str, Any]) -> None:
+        data["environments"]["staging"]["services"]["api"]["service"] = "no-such-service"
+
+    config = make_world(tmp_path, edit=wrong)
+    result = run(config)
+    # THEN the run fails with a clear reason, the record is final and the lock is free
+    assert result["status"] == "failed"
+    assert "no-such-service" in result["reason"] and "nothing was changed" in result["reason"]
+    assert audit(config, result["audit_id"]).status == Status.FAILED
+    assert Runtime(load_config(config)).locks.holder("staging", "api") is None

@@ -1,0 +1,678 @@
+"""The receiver end to end: the real FastAPI app, the embedded launcher running the real
+rollback flow on the session Prefect server, against the moto sandbox."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from deployments.launcher import EmbeddedLauncher
+from deployments.receiver import create_app
+from deployments.signatures import SnsVerifier
+from rollback import aws, sandbox
+from rollback.cli_serve import background_server
+from rollback.config import Config, load_config
+from rollback.runtime import Runtime
+from tests.unit.webhooks.helpers import (
+    SnsSigner,
+    alarm_action,
+    eventbridge_alarm,
+    failed_run,
+    github_headers,
+    new_secret,
+    sns_alarm_message,
+    sns_notification,
+)
+
+REPO = "octo-org/octo-repo"
+
+
+def write_config(path: Path, **extra: Any) -> Path:
+    data = sandbox.demo_config(path, poll_interval_s=0.05)
+    for env in data["environments"].values():
+        env["cooldown_s"] = 900
+    data["webhooks"] = {
+        "github": {
+            "secret_env": "TEST_GITHUB_SECRET",
+            "rules": [
+                {"repository": REPO, "workflow": "test", "environment": "staging", "service": "api"}
+            ],
+        },
+        "api_token_env": "TEST_API_TOKEN",
+        "mode": "embedded",
+    }
+    data["alarms"] = {
+        "api-5xx": {"environment": "staging", "service": "api"},
+        "Test alert": {"environment": "staging", "service": "api"},
+    }
+    data.update(extra)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def seed_world(config_path: Path) -> Config:
+    sandbox.seed()
+    config = load_config(config_path)
+    rt = Runtime(config)
+    rt.ensure_tables()
+    for env in ("prod", "staging"):
+        rt.history.import_many(sandbox.demo_history(env, "api"))
+    return config
+
+
+def running(service: str = "api-staging") -> str:
+    ecs = aws.client("ecs")
+    out = ecs.describe_services(cluster=sandbox.CLUSTER, services=[service])
+    return out["services"][0]["taskDefinition"].rsplit("/", 1)[-1]
+
+
+class Receiver:
+    """The app under test with its launcher and generated secrets."""
+
+    def __init__(self, config: Config, verifier: SnsVerifier | None = None) -> None:
+        self.github_secret = new_secret()
+        self.token = new_secret()
+        self.config = config
+        self.launcher = EmbeddedLauncher(config)
+        self.app = create_app(
+            config,
+            self.launcher,
+            sns_verifier=verifier,
+            environ={"TEST_GITHUB_SECRET": self.github_secret, "TEST_API_TOKEN": self.token},
+        )
+        self.texts: list[str] = []
+        self._server = background_server(self.app)
+        self.url = self._server.__enter__()
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def close(self) -> None:
+        self.client.close()
+        self._server.__exit__(None, None, None)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        resp = self.client.post(path, **kwargs)
+        self.texts.append(resp.text)
+        return resp
+
+    def github(
+        self, payload: Any, secret: str | None = "", delivery: str | None = None, **kw: Any
+    ) -> Any:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        key = self.github_secret if secret == "" else secret
+        return self.post(
+            "/webhooks/github", content=body, headers=github_headers(key, body, delivery, **kw)
+        )
+
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def wait(self) -> None:
+        assert self.launcher.wait_idle(60)
+
+    def assert_no_secret(self, caplog: pytest.LogCaptureFixture) -> None:
+        for text in [*self.texts, caplog.text]:
+            assert self.github_secret not in text
+            assert self.token not in text
+
+
+@pytest.fixture
+def world(aws: str, prefect_server: None, tmp_path: Path) -> Config:
+    return seed_world(write_config(tmp_path / "config.yaml"))
+
+
+@pytest.fixture
+def receiver(world: Config) -> Iterator[Receiver]:
+    rx = Receiver(world)
+    yield rx
+    rx.wait()
+    rx.close()
+    rx.launcher.close()
+
+
+def test_signed_failure_rolls_the_service_back(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the staging service runs the bad v4 and its deploy workflow failed
+    caplog.set_level(logging.INFO)
+    assert running() == "api:4"
+    # WHEN GitHub delivers the signed workflow_run event
+    resp = receiver.github(failed_run())
+    # THEN it is accepted at once, and the rollback puts the service back on v3
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["status"] == "accepted" and body["audit_id"] and body["flow_run_id"]
+    assert body["monitor_url"].endswith(f"/runs/flow-run/{body['flow_run_id']}")
+    receiver.wait()
+    assert running() == "api:3"
+    assert receiver.launcher.results[body["audit_id"]]["status"] == "succeeded"
+    record = Runtime(receiver.config).audit.get(body["audit_id"])
+    assert record is not None and record.trigger == "webhook"
+    assert record.flow_run_id == body["flow_run_id"]
+    receiver.assert_no_secret(caplog)
+
+
+def audit_count(config: Config, env: str = "staging", service: str = "api") -> int:
+    return len(Runtime(config).audit.recent(env, service))
+
+
+@pytest.mark.parametrize("secret", [None, "wrong"], ids=["no-signature", "wrong-secret"])
+def test_unsigned_or_wrongly_signed_delivery_is_refused(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture, secret: str | None
+) -> None:
+    # GIVEN a failed deploy run  WHEN it arrives unsigned or signed with another secret
+    resp = receiver.github(failed_run(), secret=None if secret is None else new_secret())
+    # THEN 401, and nothing is started or recorded
+    assert resp.status_code == 401
+    assert resp.json() == {"status": "error", "message": "missing or invalid X-Hub-Signature-256"}
+    receiver.wait()
+    assert running() == "api:4" and audit_count(receiver.config) == 0
+    receiver.assert_no_secret(caplog)
+
+
+def test_tampered_body_is_refused(receiver: Receiver) -> None:
+    # GIVEN a correctly signed body  WHEN one byte changes on the way
+    body = json.dumps(failed_run()).encode()
+    headers = github_headers(receiver.github_secret, body)
+    tampered = body.replace(b'"failure"', b'"failurE"')
+    resp = receiver.post("/webhooks/github", content=tampered, headers=headers)
+    # THEN the signature no longer matches
+    assert resp.status_code == 401
+    headers["X-Hub-Signature-256"] = "sha256=" + "0" * 64
+    assert receiver.post("/webhooks/github", content=body, headers=headers).status_code == 401
+
+
+def test_redelivery_starts_one_rollback(receiver: Receiver) -> None:
+    # GIVEN a delivery that was accepted
+    first = receiver.github(failed_run(), delivery="delivery-1")
+    assert first.status_code == 202
+    # WHEN GitHub redelivers it, during the rollback and after it
+    during = receiver.github(failed_run(), delivery="delivery-1")
+    receiver.wait()
+    after = receiver.github(failed_run(), delivery="delivery-1")
+    # THEN both answer with the same audit id and nothing new starts
+    for resp in (during, after):
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["status"] == "duplicate"
+        assert resp.json()["audit_id"] == first.json()["audit_id"]
+        assert resp.json()["flow_run_id"] == first.json()["flow_run_id"]
+    receiver.wait()
+    assert running() == "api:3" and audit_count(receiver.config) == 1
+
+
+def test_redelivery_to_a_restarted_receiver_starts_nothing(world: Config) -> None:
+    # GIVEN a delivery accepted by one receiver process, which then went away
+    one = Receiver(world)
+    first = one.github(failed_run(), delivery="delivery-2")
+    one.wait()
+    one.close()
+    # WHEN the redelivery reaches a fresh receiver (no memory of it)
+    two = Receiver(world)
+    two.github_secret = one.github_secret
+    two.app = create_app(world, two.launcher, environ={"TEST_GITHUB_SECRET": one.github_secret})
+    two.close()
+    with background_server(two.app) as url:
+        body = json.dumps(failed_run()).encode()
+        resp = httpx.post(
+            url + "/webhooks/github",
+            content=body,
+            headers=github_headers(one.github_secret, body, "delivery-2"),
+        )
+    # THEN the audit store's claim answers: same audit id and run, nothing started
+    assert resp.json()["status"] == "duplicate"
+    assert resp.json()["audit_id"] == first.json()["audit_id"]
+    assert resp.json()["flow_run_id"] == first.json()["flow_run_id"]
+    assert two.launcher.busy("staging", "api") is None and audit_count(world) == 1
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        {"name": "Rollback production", "path": ".github/workflows/deploy.yml"},
+        {"name": "", "path": ".github/workflows/rollback.yml"},
+        {"display_title": "rollback:4f2a staging/api to api:3"},
+    ],
+    ids=["name", "path", "dispatched-by-us"],
+)
+def test_rollback_workflows_are_ignored(receiver: Receiver, run: dict[str, Any]) -> None:
+    # GIVEN a failed run of a rollback workflow (or one our GitHub target dispatched)
+    payload = failed_run(**run)
+    payload["workflow"]["name"] = run.get("name") or payload["workflow"]["name"]
+    # WHEN it is delivered  THEN it is ignored: a rollback never triggers a rollback
+    resp = receiver.github(payload)
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "ignored"
+    assert "loop prevention" in resp.json()["reason"]
+    assert audit_count(receiver.config) == 0
+
+
+def test_unmapped_and_uninteresting_events_are_ignored(receiver: Receiver) -> None:
+    # GIVEN events no rule asks for
+    other_repo = failed_run()
+    other_repo["repository"]["full_name"] = "octo-org/other"
+    cases = [
+        (other_repo, "workflow_run", "no rule maps octo-org/other"),
+        (failed_run(conclusion="success"), "workflow_run", "concluded 'success'"),
+        (failed_run(name="lint", path=".github/workflows/lint.yml"), "workflow_run", None),
+        (json.loads(json.dumps(failed_run())), "push", "not handled"),
+        ({"zen": "Keep it simple.", "hook_id": 1}, "ping", "ping"),
+    ]
+    for payload, event, reason in cases:
+        # WHEN each is delivered, signed  THEN 200 ignored with the reason
+        resp = receiver.github(payload, event=event)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["status"] == "ignored"
+        if reason:
+            assert reason in resp.json()["reason"]
+    assert audit_count(receiver.config) == 0
+
+
+def test_branch_rule_and_deployment_status(world: Config, tmp_path: Path) -> None:
+    # GIVEN rules by branch and by GitHub deployment environment
+    rules = [
+        {
+            "repository": REPO,
+            "workflow": "test",
+            "branch": "main",
+            "environment": "staging",
+            "service": "api",
+        },
+        {
+            "repository": "Codertocat/Hello-World",
+            "github_environment": "production",
+            "environment": "staging",
+            "service": "api",
+        },
+    ]
+    path = write_config(tmp_path / "rules.yaml")
+    data = yaml.safe_load(path.read_text())
+    data["webhooks"]["github"]["rules"] = rules
+    path.write_text(yaml.safe_dump(data))
+    rx = Receiver(load_config(path))
+    try:
+        # WHEN a failure on another branch arrives  THEN no rule matches
+        assert rx.github(failed_run()).json()["status"] == "ignored"  # head_branch master
+        # WHEN the real deployment_status payload reports a failure  THEN it is accepted
+        from tests.unit.webhooks.helpers import fixture
+
+        status = fixture("deployment_status.payload")
+        status["deployment_status"]["state"] = "failure"
+        resp = rx.github(status, event="deployment_status")
+        assert resp.status_code == 202, resp.text
+        rx.wait()
+        assert running() == "api:3"
+    finally:
+        rx.close()
+        rx.launcher.close()
+
+
+def test_malformed_and_oversized_bodies(receiver: Receiver) -> None:
+    # GIVEN a signed body that is not JSON  THEN 400 with a clear message
+    resp = receiver.github(b"{not json")
+    assert resp.status_code == 400 and "not valid JSON" in resp.json()["message"]
+    # GIVEN a signed body over 1 MiB  THEN 413, before any signature work
+    big = json.dumps(failed_run() | {"padding": "x" * (1024 * 1024)}).encode()
+    resp = receiver.github(big)
+    assert resp.status_code == 413 and "over 1048576 bytes" in resp.json()["message"]
+    # a chunked upload (no Content-Length) is cut at the limit too
+    chunks = (big[i : i + 65536] for i in range(0, len(big), 65536))
+    resp = receiver.post(
+        "/webhooks/github", content=chunks, headers=github_headers(receiver.github_secret, big)
+    )
+    assert resp.status_code == 413
+    assert audit_count(receiver.config) == 0
+
+
+# -- POST /rollback -------------------------------------------------------------------------
+def rollback_body(**fields: Any) -> dict[str, Any]:
+    return {
+        "environment": "staging",
+        "rollback_type": "quick",
+        "user_id": "alice",
+        "reason": "checkout errors",
+    } | fields
+
+
+def test_rest_rollback_to_an_image_tag(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a dashboard call with the token and an image tag
+    resp = receiver.post("/rollback", json=rollback_body(image_tag="v2"), headers=receiver.bearer())
+    # THEN success with the contract's fields, and the service ends on that image
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["status"] == "success" and body["message"] == "Rollback initiated"
+    data = body["data"]
+    assert set(data) >= {
+        "audit_id",
+        "workflow_run_id",
+        "environment",
+        "rollback_type",
+        "image_tag",
+        "estimated_duration",
+        "monitor_url",
+    }
+    assert data["environment"] == "staging" and data["service"] == "api"
+    assert data["rollback_type"] == "quick" and data["image_tag"] == "v2"
+    receiver.wait()
+    assert running() == "api:2"
+    record = Runtime(receiver.config).audit.get(data["audit_id"])
+    assert record is not None and record.requested_by == "alice" and record.trigger == "manual"
+    receiver.assert_no_secret(caplog)
+
+
+def test_rest_rollback_errors(receiver: Receiver) -> None:
+    auth = receiver.bearer()
+    cases = [
+        ({}, None, 401, "missing or invalid bearer token"),
+        (rollback_body(), {"Authorization": "Bearer nope"}, 401, "bearer token"),
+        (rollback_body(), {"Authorization": receiver.token}, 401, "bearer token"),
+        ({"rollback_type": "quick"}, auth, 400, "environment is required"),
+        (rollback_body(user_id=""), auth, 400, "user_id is required"),
+        (rollback_body(image_tag=3), auth, 400, "image_tag must be a string"),
+        (rollback_body(environment="qa"), auth, 404, "unknown environment 'qa'"),
+        (rollback_body(service="web"), auth, 404, "unknown service 'web'"),
+    ]
+    for body, headers, status, message in cases:
+        resp = receiver.post("/rollback", json=body, headers=headers or {})
+        assert resp.status_code == status, (body, resp.text)
+        assert resp.json()["status"] == "error" and message in resp.json()["message"]
+    resp = receiver.post("/rollback", content=b"[1,", headers=auth)
+    assert resp.status_code == 400 and "not valid JSON" in resp.json()["message"]
+    # GIVEN a rollback of staging/api in flight (another process holds the lock)
+    Runtime(receiver.config).locks.acquire("staging", "api", "other-audit", 60)
+    resp = receiver.post("/rollback", json=rollback_body(), headers=auth)
+    # THEN 409 naming it, and nothing starts
+    assert resp.status_code == 409
+    assert resp.json() == {
+        "status": "error",
+        "message": "a rollback of staging/api is already in flight (audit other-audit)",
+    }
+    assert audit_count(receiver.config) == 0 and running() == "api:4"
+
+
+# -- CloudWatch alarms ------------------------------------------------------------------------
+def test_alarm_action_rolls_back(receiver: Receiver) -> None:
+    # GIVEN the real alarm-action payload for a mapped alarm going OK -> ALARM
+    payload = alarm_action()  # "Test alert"
+    # WHEN it arrives without the token  THEN 401
+    assert receiver.post("/webhooks/cloudwatch", json=payload).status_code == 401
+    # WHEN it arrives with the bearer token  THEN accepted, and the service rolls back
+    resp = receiver.post("/webhooks/cloudwatch", json=payload, headers=receiver.bearer())
+    assert resp.status_code == 202, resp.text
+    receiver.wait()
+    assert running() == "api:3"
+    record = Runtime(receiver.config).audit.get(resp.json()["audit_id"])
+    assert record is not None and record.trigger == "alarm"
+
+
+def test_alarm_shapes_and_transitions(receiver: Receiver) -> None:
+    auth = receiver.bearer()
+    ignored = [
+        (eventbridge_alarm("api-5xx", new="OK", old="ALARM"), "went to OK"),
+        (eventbridge_alarm("api-5xx", new="ALARM", old="ALARM"), "already in ALARM"),
+        (eventbridge_alarm("db-cpu"), "not mapped"),
+        (alarm_action("api-5xx", new="INSUFFICIENT_DATA"), "went to INSUFFICIENT_DATA"),
+    ]
+    for payload, reason in ignored:
+        resp = receiver.post("/webhooks/cloudwatch", json=payload, headers=auth)
+        assert resp.status_code == 200 and reason in resp.json()["reason"], resp.text
+    resp = receiver.post("/webhooks/cloudwatch", json={"hello": 1}, headers=auth)
+    assert resp.status_code == 400 and "not a CloudWatch alarm" in resp.json()["message"]
+    # GIVEN the EventBridge shape of a mapped alarm going into ALARM  THEN accepted
+    event = eventbridge_alarm("api-5xx")
+    resp = receiver.post("/webhooks/cloudwatch", json=event, headers=auth)
+    assert resp.status_code == 202, resp.text
+    # and the same event id again is a duplicate
+    again = receiver.post("/webhooks/cloudwatch", json=event, headers=auth)
+    assert again.json()["status"] == "duplicate"
+    assert again.json()["audit_id"] == resp.json()["audit_id"]
+    receiver.wait()
+    assert running() == "api:3" and audit_count(receiver.config) == 1
+
+
+class LocalHttp:
+    """A tiny HTTP server on loopback: serves ``files``, answers ``status`` elsewhere,
+    and records every path asked for."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.status = 200
+        self.hits: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                outer.hits.append(self.path)
+                body = outer.files.get(self.path.split("?")[0], b"ok")
+                code = 200 if self.path.split("?")[0] in outer.files else outer.status
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def local_http() -> Iterator[LocalHttp]:
+    server = LocalHttp()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def sns_receiver(world: Config, local_http: LocalHttp) -> Iterator[tuple[Receiver, SnsSigner]]:
+    signer = SnsSigner()
+    local_http.files["/cert.pem"] = signer.cert_pem
+    verifier = SnsVerifier(url_allowed=lambda url: url.startswith(local_http.url + "/"))
+    rx = Receiver(world, verifier)
+    yield rx, signer
+    rx.wait()
+    rx.close()
+    rx.launcher.close()
+
+
+def test_sns_notification_signed_and_tampered(
+    sns_receiver: tuple[Receiver, SnsSigner], local_http: LocalHttp
+) -> None:
+    receiver, signer = sns_receiver
+    cert = local_http.url + "/cert.pem"
+    headers = {"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain"}
+    # GIVEN an SNS notification signed with a key that is not the certificate's
+    forged = SnsSigner().sign(sns_notification(sns_alarm_message("api-5xx")), cert)
+    resp = receiver.post("/webhooks/cloudwatch", content=json.dumps(forged), headers=headers)
+    assert resp.status_code == 401 and "does not match" in resp.json()["message"]
+    # GIVEN a correctly signed one whose message was altered on the way
+    signed = signer.sign(sns_notification(sns_alarm_message("api-5xx")), cert, version="1")
+    altered = signed | {"Message": signed["Message"].replace("ALARM", "OK", 1)}
+    resp = receiver.post("/webhooks/cloudwatch", content=json.dumps(altered), headers=headers)
+    assert resp.status_code == 401
+    # GIVEN a signed one whose certificate URL is not an SNS host (default check)
+    strict = create_app(receiver.config, receiver.launcher, sns_verifier=SnsVerifier())
+    with background_server(strict) as url:
+        resp = httpx.post(url + "/webhooks/cloudwatch", content=json.dumps(signed), headers=headers)
+    assert resp.status_code == 401 and "not an SNS host" in resp.json()["message"]
+    assert audit_count(receiver.config) == 0
+    # WHEN the genuine signed notification arrives (SignatureVersion 1 and 2)
+    resp = receiver.post("/webhooks/cloudwatch", content=json.dumps(signed), headers=headers)
+    # THEN it is accepted without a bearer token, and the service rolls back
+    assert resp.status_code == 202, resp.text
+    v2 = signer.sign(sns_notification(sns_alarm_message("api-5xx", new="OK", old="ALARM")), cert)
+    resp2 = receiver.post("/webhooks/cloudwatch", content=json.dumps(v2), headers=headers)
+    assert resp2.status_code == 200 and resp2.json()["status"] == "ignored"
+    receiver.wait()
+    assert running() == "api:3"
+
+
+def test_sns_subscription_confirmation(
+    sns_receiver: tuple[Receiver, SnsSigner], local_http: LocalHttp
+) -> None:
+    receiver, signer = sns_receiver
+    # GIVEN a signed SubscriptionConfirmation
+    message = signer.sign(
+        {
+            "Type": "SubscriptionConfirmation",
+            "MessageId": "m-1",
+            "Token": "tok-123",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:alarms",
+            "Message": "You have chosen to subscribe to the topic ...",
+            "SubscribeURL": local_http.url + "/confirm?Action=ConfirmSubscription&Token=tok-123",
+            "Timestamp": "2024-02-17T11:53:08.431Z",
+        },
+        local_http.url + "/cert.pem",
+    )
+    # WHEN it arrives  THEN the receiver visits the SubscribeURL
+    resp = receiver.post("/webhooks/cloudwatch", content=json.dumps(message))
+    assert resp.status_code == 200 and resp.json()["status"] == "confirmed", resp.text
+    assert any(hit.startswith("/confirm?") for hit in local_http.hits)
+    # and an unsigned one is refused before anything is visited
+    local_http.hits.clear()
+    unsigned = {k: v for k, v in message.items() if k != "Signature"}
+    resp = receiver.post("/webhooks/cloudwatch", content=json.dumps(unsigned))
+    assert resp.status_code == 401 and not local_http.hits
+
+
+# -- health guard -----------------------------------------------------------------------------
+def guard_config(tmp_path: Path, guard: dict[str, Any]) -> Path:
+    return write_config(tmp_path / "guard.yaml", health_guard=guard)
+
+
+def test_health_guard_rolls_back_after_consecutive_failures(
+    aws: str, prefect_server: None, tmp_path: Path, local_http: LocalHttp
+) -> None:
+    from flows.health_guard import health_guard_flow
+    from rollback.stores.health_state import HealthStateStore
+
+    path = guard_config(
+        tmp_path,
+        {
+            "failures_to_trigger": 2,
+            "services": [
+                {"environment": "staging", "service": "api", "url": local_http.url + "/health"}
+            ],
+        },
+    )
+    config = seed_world(path)
+    # GIVEN a healthy service  WHEN the guard runs  THEN nothing happens
+    [tick] = health_guard_flow(str(path), mode="embedded")
+    assert tick["healthy"] and tick["failures"] == 0 and tick["rollback"] is None
+    # GIVEN the health URL starts failing  WHEN the guard runs once  THEN it only counts
+    local_http.status = 503
+    [tick] = health_guard_flow(str(path), mode="embedded")
+    assert not tick["healthy"] and tick["failures"] == 1 and tick["rollback"] is None
+    store = HealthStateStore(config.stores.audit_table)
+    assert store.get("staging", "api").failures == 1  # in the store, not in memory
+    # WHEN it fails a second time in a row  THEN a rollback (trigger health) runs
+    [tick] = health_guard_flow(str(path), mode="embedded")
+    assert tick["failures"] == 2 and tick["rollback"]["status"] == "accepted"
+    assert running() == "api:3"
+    record = Runtime(config).audit.get(tick["rollback"]["audit_id"])
+    assert record is not None and record.trigger == "health" and record.status.value == "succeeded"
+    # WHEN it keeps failing  THEN the same streak asks nothing new
+    [tick] = health_guard_flow(str(path), mode="embedded")
+    assert tick["rollback"]["status"] == "duplicate"
+    assert tick["rollback"]["audit_id"] == record.audit_id
+    # WHEN it recovers  THEN the count resets
+    local_http.status = 200
+    [tick] = health_guard_flow(str(path), mode="embedded")
+    assert tick["healthy"] and store.get("staging", "api").failures == 0
+
+
+def test_health_guard_metric_thresholds(aws: str, prefect_server: None, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from flows.health_guard import health_guard_flow
+
+    path = guard_config(
+        tmp_path,
+        {
+            "failures_to_trigger": 1,
+            "services": [
+                {
+                    "environment": "staging",
+                    "service": "api",
+                    "lambda_function": "api-fn",
+                    "api_name": "api-gw",
+                }
+            ],
+        },
+    )
+    seed_world(path)
+    cw = aws_client("cloudwatch")
+
+    def put(namespace: str, dim: str, value: str, **metrics: float) -> None:
+        cw.put_metric_data(
+            Namespace=namespace,
+            MetricData=[
+                {
+                    "MetricName": name,
+                    "Dimensions": [{"Name": dim, "Value": value}],
+                    "Value": v,
+                    "Timestamp": datetime.now(UTC),
+                }
+                for name, v in metrics.items()
+            ],
+        )
+
+    # GIVEN Lambda errors at 4% and API 5XX at 8% (both under the defaults 5% / 10%)
+    put("AWS/Lambda", "FunctionName", "api-fn", Errors=4, Invocations=100)
+    put("AWS/ApiGateway", "ApiName", "api-gw", **{"5XXError": 8, "Count": 100})
+    [tick] = health_guard_flow(str(path), mode="embedded")
+    assert tick["healthy"], tick
+    # WHEN the Lambda errors climb to 10% (8 more of 50 more invocations)
+    put("AWS/Lambda", "FunctionName", "api-fn", Errors=12, Invocations=50)
+    [tick] = health_guard_flow(str(path), mode="embedded")
+    # THEN the breach is named and the rollback runs
+    failed = {c["name"]: c for c in tick["checks"] if not c["passed"]}
+    assert set(failed) == {"lambda_error_rate"} and "10.7%" in failed["lambda_error_rate"]["detail"]
+    assert tick["rollback"]["status"] == "accepted"
+    assert running() == "api:3"
+
+
+def aws_client(name: str) -> Any:
+    return aws.client(name)
+
+
+# -- history and stats ------------------------------------------------------------------------
+def test_history_and_stats(receiver: Receiver) -> None:
+    auth = receiver.bearer()
+    assert receiver.client.get("/healthz").json() == {"status": "ok", "mode": "embedded"}
+    assert receiver.client.get("/deployment/history?environment=staging").status_code == 401
+    resp = receiver.client.get("/deployment/history?environment=staging&limit=3", headers=auth)
+    assert resp.status_code == 200, resp.text
+    rows = resp.json()["data"]
+    assert [r["version"] for r in rows] == ["api:4", "api:3", "api:2"]
+    assert receiver.client.get("/deployment/history", headers=auth).status_code == 400
+    resp = receiver.client.get("/deployment/history?environment=qa", headers=auth)
+    assert resp.status_code == 404
+    resp = receiver.client.get("/deployment/stats?environment=staging&days=7", headers=auth)
+    assert resp.status_code == 200, resp.text
+    stats = resp.json()["data"]["stats"]
+    # the same numbers the report computes: 4 deploys in the window, 3 succeeded
+    assert stats["totalDeployments"] == 4 and stats["successfulDeployments"] == 3
+    assert stats["successRate"] == 75.0
+    assert (
+        receiver.client.get(
+            "/deployment/stats?environment=staging&days=0", headers=auth
+        ).status_code
+        == 400
+    )

@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.venv/prefect-home
 export TF_CLI_CONFIG_FILE := /dev/null
 
-.PHONY: setup tools demo test test-fast bench lint clean
+.PHONY: setup tools demo test test-fast bench lint clean stack stack-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,24 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# -- the local stack: Prefect server, work pool, deployments, workers, receiver ---------
+# make stack [WORKERS=2] [POSTGRES=1] [SANDBOX=1]; make stack-down stops what it started.
+WORKERS             ?= 1
+POSTGRES            ?= 0
+SANDBOX             ?= 0
+STACK_DIR           ?= $(CURDIR)/.stack
+STACK_API_PORT      ?= 4200
+STACK_RECEIVER_PORT ?= 8080
+STACK_MOTO_PORT     ?= 5055
+STACK_PG_PORT       ?= 5433
+STACK_ARGS = --state-dir $(STACK_DIR) --workers $(WORKERS) \
+	--api-port $(STACK_API_PORT) --receiver-port $(STACK_RECEIVER_PORT) \
+	--moto-port $(STACK_MOTO_PORT) --pg-port $(STACK_PG_PORT) \
+	$(if $(filter 1 true yes,$(POSTGRES)),--postgres) $(if $(filter 1 true yes,$(SANDBOX)),--sandbox)
+
+stack: setup
+	$(BIN)/python -m deployments.stack up $(STACK_ARGS)
+
+stack-down:
+	$(BIN)/python -m deployments.stack down --state-dir $(STACK_DIR)

@@ -287,7 +287,7 @@ class _Run:
             )
         self.step(out.headline + (f" — {reason}" if reason else ""))
         try:
-            notify(rt, out, _run_url(rt.config, self.flow_run_id))
+            notify(rt, out, rt.config.flow_run_url(self.flow_run_id))
         except RollbackError as exc:  # a lost notification never changes the outcome
             self.log.error("notification failed: %s", exc)
         return out
@@ -297,17 +297,6 @@ def _seconds(value: float | None) -> Any:
     from datetime import timedelta
 
     return timedelta(seconds=value or 0)
-
-
-def _run_url(config: Config, flow_run_id: str | None) -> str | None:
-    if not flow_run_id:
-        return None
-    base = config.prefect_ui_url
-    if not base:
-        from prefect.settings import PREFECT_UI_URL
-
-        base = PREFECT_UI_URL.value()
-    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
 
 
 __all__ = ["rollback_flow", "run_rollback", "ConfigError"]

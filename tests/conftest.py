@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import moto_server, reset_moto
+from rollback.sandbox import moto_server
+from tests.servers import reset_moto
 
 # Fake credentials for the local AWS stand-in; set before any boto3 client exists.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

@@ -110,6 +110,17 @@ class Config(_Strict):
             )
         return env.services[service]
 
+    def flow_run_url(self, flow_run_id: str | None) -> str | None:
+        """The flow run's page in the Prefect UI (None without a run or a UI URL)."""
+        if not flow_run_id:
+            return None
+        base = self.prefect_ui_url
+        if not base:
+            from prefect.settings import PREFECT_UI_URL
+
+            base = PREFECT_UI_URL.value()
+        return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
+
     def confirmation_for(self, environment: str) -> str:
         return self.environment(environment).confirmation or f"ROLLBACK-{environment.upper()}"
 

@@ -139,6 +139,7 @@ def up(opts: Options) -> Stack:
         env={
             "PREFECT_API_URL": f"{api}/api",
             "PREFECT_UI_URL": api,
+            "PREFECT_UI_API_URL": f"{api}/api",  # the UI's own default is port 4200
             "PREFECT_HOME": str(state / "prefect-home"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         },

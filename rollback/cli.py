@@ -15,6 +15,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import typer  # noqa: E402
+from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 
 from rollback.errors import ConfigError, RollbackError  # noqa: E402
 
@@ -344,6 +345,9 @@ def main() -> None:
         sys.exit(EXIT_USAGE)
     except RollbackError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except (BotoCoreError, ClientError) as exc:  # e.g. no credentials, access denied
+        typer.echo(f"error: AWS: {exc}", err=True)
         sys.exit(EXIT_FAILED)
 
 

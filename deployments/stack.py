@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -77,6 +78,7 @@ class Stack:
     token_file: str
     env: dict[str, str]  # what clients of this stack set (no secrets)
     moto_url: str | None = None
+    database: str = "sqlite"
     postgres_dir: str | None = None
     procs: list[Proc] = field(default_factory=list)
 
@@ -169,6 +171,7 @@ def _start_all(stack: Stack, opts: Options) -> None:
         db = _start_postgres(stack, opts, state / "postgres")
         say(f"postgres  127.0.0.1:{opts.pg_port} (data {stack.postgres_dir})")
     server_env = {"PREFECT_API_DATABASE_CONNECTION_URL": db} if db else {}
+    stack.database = "postgresql" if db else "sqlite"
     _spawn(
         stack,
         "prefect-server",
@@ -271,8 +274,13 @@ def fleet_config(names: list[str]) -> dict[str, Any]:
 
 def _start_postgres(stack: Stack, opts: Options, data: Path) -> str:
     as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_pg and not _reachable_by_others(data.parent):
+        # e.g. under pytest's 0700 tmp dirs: the postgres user could not open it.
+        home = Path(tempfile.mkdtemp(prefix="rollback-stack-pg-"))
+        home.chmod(0o711)
+        data = home / "data"
     stack.postgres_dir = str(data)
-    log = Path(stack.state_dir, "logs", "postgres.log")
+    log = data.parent / "postgres.log"  # written by the postgres user
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         log.touch()
@@ -295,6 +303,13 @@ def _start_postgres(stack: Stack, opts: Options, data: Path) -> str:
     if exists.stdout.strip() != "1":
         _run([*as_pg, "createdb", *host, "prefect"])
     return f"postgresql+asyncpg://postgres@127.0.0.1:{opts.pg_port}/prefect"
+
+
+def _reachable_by_others(path: Path) -> bool:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    return all(p.stat().st_mode & 0o001 for p in (path, *path.parents))
 
 
 def create_pool(api_url: str) -> None:
@@ -365,6 +380,8 @@ def down(state_dir: Path, quiet: bool = True) -> list[str]:
                     timeout=60,
                 )
         _stop(proc)
+        if proc.name == "postgres" and "rollback-stack-pg-" in (stack.postgres_dir or ""):
+            shutil.rmtree(Path(stack.postgres_dir or "").parent, ignore_errors=True)
         stopped.append(f"{proc.name} ({proc.pid})")
         if not quiet:
             print(f"stopped {proc.name} (pid {proc.pid})", flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -676,3 +677,170 @@ def test_history_and_stats(receiver: Receiver) -> None:
         ).status_code
         == 400
     )
+
+
+# -- the deployment path: a real Prefect server, a served deployment, `rollback serve` -------
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> Any:
+    import subprocess
+
+    out = log.open("wb")
+    return subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _wait(check: Any, timeout: float, what: str, procs: list[Any]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            assert proc.poll() is None, f"{proc.args[:3]} exited while waiting for {what}"
+        try:
+            value = check()
+            if value:
+                return value
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _deploy_rollback_auto(api: str, pool: str) -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.rollback import rollback_flow
+
+    httpx.post(f"{api}/work_pools/", json={"name": pool, "type": "process"}, timeout=10)
+    flow = httpx.post(f"{api}/flows/", json={"name": "rollback"}, timeout=10).json()
+    resp = httpx.post(
+        f"{api}/deployments/",
+        json={
+            "name": "rollback-auto",
+            "flow_id": flow["id"],
+            "entrypoint": "flows.rollback.rollback_flow",
+            "work_pool_name": pool,
+            "pull_steps": [
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+            ],
+            "parameter_openapi_schema": parameter_schema(rollback_flow.fn).model_dump_for_openapi(),
+            "enforce_parameter_schema": True,
+        },
+        timeout=10,
+    )
+    assert resp.status_code in (200, 201), resp.text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_deployment_path_with_a_prefect_server(aws: str, tmp_path: Path) -> None:
+    import os
+    import sys
+
+    from tests.servers import free_port
+
+    # GIVEN a Prefect server, the rollback flow served as rollback/rollback-auto, and the
+    # receiver in deployment mode — each a real process
+    path = write_config(tmp_path / "config.yaml")
+    data = yaml.safe_load(path.read_text())
+    data["webhooks"]["mode"] = "deployment"
+    path.write_text(yaml.safe_dump(data))
+    seed_world(path)
+    api_port, rx_port = free_port(), free_port()
+    api = f"http://127.0.0.1:{api_port}/api"
+    secret, token = new_secret(), new_secret()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env = base | {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path}/prefect.db",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    client_env = env | {"PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    bin_dir = Path(sys.executable).parent
+    procs: list[Any] = []
+    try:
+        procs.append(
+            _spawn(
+                [
+                    str(bin_dir / "prefect"),
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(api_port),
+                ],
+                env,
+                tmp_path / "server.log",
+            )
+        )
+        _wait(
+            lambda: httpx.get(api + "/health", timeout=2).status_code == 200,
+            45,
+            "the server",
+            procs,
+        )
+        # The deployment as prefect.yaml declares it: a process work pool, code in place
+        # (set_working_directory), a module-path entrypoint; a process worker runs it.
+        _deploy_rollback_auto(api, "test-pool")
+        worker = [str(bin_dir / "prefect"), "worker", "start", "--pool", "test-pool"]
+        worker_env = client_env | {"PREFECT_WORKER_QUERY_SECONDS": "1"}
+        procs.append(_spawn(worker, worker_env, tmp_path / "worker.log"))
+        rx_env = client_env | {"TEST_GITHUB_SECRET": secret, "TEST_API_TOKEN": token}
+        cli = [str(bin_dir / "rollback"), "serve", "--config", str(path), "--port", str(rx_port)]
+        procs.append(_spawn(cli, rx_env, tmp_path / "receiver.log"))
+        url = f"http://127.0.0.1:{rx_port}"
+        health = _wait(
+            lambda: httpx.get(url + "/healthz", timeout=2).json(), 30, "the receiver", procs
+        )
+        assert health == {"status": "ok", "mode": "deployment"}
+        # WHEN a signed failure arrives, and again as a redelivery
+        body = json.dumps(failed_run()).encode()
+        headers = github_headers(secret, body, "delivery-deploy-1")
+        first = httpx.post(url + "/webhooks/github", content=body, headers=headers, timeout=10)
+        again = httpx.post(url + "/webhooks/github", content=body, headers=headers, timeout=10)
+        # THEN one deployment run is started, named in both answers
+        assert first.status_code == 202, first.text
+        run_id = first.json()["flow_run_id"]
+        assert again.json()["status"] == "duplicate" and again.json()["flow_run_id"] == run_id
+        assert first.json()["monitor_url"] == f"http://127.0.0.1:{api_port}/runs/flow-run/{run_id}"
+        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=5).json()
+        assert run["idempotency_key"] == "github:delivery-deploy-1"
+        assert run["parameters"]["audit_id"] == first.json()["audit_id"]
+        # and the worker side rolls the service back
+        _wait(lambda: running() == "api:3", 60, "the rollback", procs)
+        _wait(
+            lambda: (
+                httpx.get(f"{api}/flow_runs/{run_id}", timeout=5).json()["state_type"]
+                == "COMPLETED"
+            ),
+            30,
+            "the run to complete",
+            procs,
+        )
+        record = Runtime(load_config(path)).audit.get(first.json()["audit_id"])
+        assert record is not None and record.flow_run_id == run_id
+        # the rollback.requested event is in the feed
+        events = httpx.post(
+            f"{api}/events/filter",
+            json={"filter": {"event": {"name": ["rollback.requested"]}}, "limit": 10},
+            timeout=5,
+        ).json()["events"]
+        assert [e["resource"]["prefect.resource.id"] for e in events] == [
+            "rollback.service.staging.api"
+        ]
+        logs = "".join((tmp_path / f"{n}.log").read_text() for n in ("receiver", "worker"))
+        assert secret not in logs and token not in logs
+    finally:
+        import signal
+
+        for proc in reversed(procs):
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -34,6 +34,8 @@ HISTORY_COLUMNS = (
     "record_id",
 )
 HISTORY_TIMES = ("committed_at", "started_at", "finished_at")
+# Few distinct values: categoricals make filters, sorts and group-bys integer work.
+HISTORY_CATEGORIES = ("environment", "service", "status", "kind", "trigger")
 AUDIT_COLUMNS = (
     "audit_id",
     "environment",
@@ -56,16 +58,13 @@ def _utc(values: pd.Series) -> pd.Series:
 
 
 def _frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, columns: tuple[str, ...]) -> Any:
-    if isinstance(rows, pd.DataFrame):
-        df = rows.copy()
-    else:
-        df = pd.DataFrame.from_records(list(rows), columns=list(columns))
+    if not isinstance(rows, pd.DataFrame):
+        rows = pd.DataFrame.from_records(list(rows), columns=list(columns))
+    df = rows.reindex(columns=list(columns))  # missing columns come out empty
     for column in columns:
-        if column not in df:
-            df[column] = None
-        elif df[column].dtype.kind == "f":  # all missing: text, not float
+        if df[column].dtype.kind == "f":  # all missing: text, not float
             df[column] = df[column].astype(object)
-    return df.loc[:, list(columns)]
+    return df
 
 
 def history_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
@@ -75,6 +74,8 @@ def history_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFr
         df[column] = _utc(df[column])
     df["kind"] = _text(df["kind"], "deploy")
     df["record_id"] = _text(df["record_id"], "")
+    for column in HISTORY_CATEGORIES:
+        df[column] = df[column].astype("category")
     return df
 
 

@@ -111,93 +111,161 @@ def _quantile(values: pd.Series, q: float, digits: int) -> float | None:
 # -- the timeline: one environment's history, ordered and linked -------------------------
 
 
-def timeline(history: pd.DataFrame, environment: str, now: pd.Timestamp) -> pd.DataFrame:
-    """The environment's records finished before ``now``, in order, with the links the
-    definitions need: ``rolled_back`` and ``failure`` for deploys, the deploy a rollback
-    reverted (``reverted_finished_at``), and when a failure was restored and by what."""
-    keep = (
-        (history["environment"] == environment)
-        & history["finished_at"].notna()
-        & (history["finished_at"] < now)
+# Versions and record ids are text with many values: the timeline carries only the
+# small columns, and reads versions for the rollbacks alone.
+TIMELINE_COLUMNS = [
+    "service",
+    "status",
+    "kind",
+    "trigger",
+    "committed_at",
+    "started_at",
+    "finished_at",
+]
+
+
+def time_order(finished: pd.Series, rollback: np.ndarray, record_id: pd.Series) -> np.ndarray:
+    """Positions in report order: by finished_at, deploys before rollbacks at the same
+    instant, then by record_id. Numeric sort first; only tied rows compare record ids."""
+    key = finished.to_numpy(dtype="datetime64[ns]").view(np.int64) * 2 + rollback
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    same = ordered[1:] == ordered[:-1]
+    if same.any():
+        tied = np.flatnonzero(np.r_[same, False] | np.r_[False, same])
+        ids = record_id.to_numpy(dtype=object)[order[tied]].astype(str)
+        order[tied] = order[tied][np.lexsort((ids, ordered[tied]))]
+    return order
+
+
+def _positions(history: pd.DataFrame, keep: pd.Series, since: pd.Timestamp | None) -> Any:
+    """Row positions of the timeline: ``keep`` rows from ``since`` on, plus each
+    service's last deploy before it (the one a later rollback may revert). Nothing
+    older can change a number of the report."""
+    if since is None:
+        return np.flatnonzero(keep.to_numpy())
+    old = keep & (history["finished_at"] < since)
+    recent = np.flatnonzero((keep & ~old).to_numpy())
+    candidates = np.flatnonzero((old & (history["kind"] == "deploy")).to_numpy())
+    # Only deploys at their service's latest time can be the last one: order just those.
+    times = history[["service", "finished_at"]].iloc[candidates]
+    latest = times.groupby("service", observed=True)["finished_at"].transform("max")
+    candidates = candidates[(times["finished_at"] == latest).to_numpy()]
+    deploys = history[["service", "finished_at", "record_id"]].iloc[candidates]
+    order = time_order(
+        deploys["finished_at"], np.zeros(len(deploys), np.int64), deploys["record_id"]
     )
-    df = history.loc[keep].copy()
-    df["_rollback"] = df["kind"] == "rollback"
-    df = df.sort_values(["finished_at", "_rollback", "record_id"], kind="stable")
-    df = df.reset_index(drop=True)
-    df["seq"] = np.arange(len(df), dtype=np.int64)
-    deploy = ~df["_rollback"]
+    newest_first = order[::-1]
+    last = ~deploys["service"].iloc[newest_first].duplicated().to_numpy()
+    return np.concatenate([candidates[newest_first[last]], recent])
+
+
+def _text(column: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """Values of a text column at some positions, missing ones as None."""
+    values = column.iloc[rows]
+    return values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
+
+
+def timeline(
+    history: pd.DataFrame,
+    environment: str,
+    now: pd.Timestamp,
+    since: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """The environment's records finished before ``now`` (from ``since`` on, if given),
+    in report order, with the links the definitions need: ``rolled_back`` and
+    ``failure`` for deploys, the finish of the deploy a rollback reverted
+    (``reverted_finished_at``), and when a failure was restored and by what."""
+    finished = history["finished_at"]
+    keep = (history["environment"] == environment) & finished.notna() & (finished < now)
+    positions = _positions(history, keep, since)
+    picked = history[["finished_at", "kind", "record_id"]].iloc[positions]
+    rollback = (picked["kind"] == "rollback").to_numpy()
+    order = time_order(picked["finished_at"], rollback, picked["record_id"])
+    source = positions[order]
+    df = history[TIMELINE_COLUMNS].iloc[source].reset_index(drop=True)
+    rollback, n = rollback[order], len(df)
+    ok = (df["status"] == "success").to_numpy()
+    finished_ns = df["finished_at"].to_numpy(dtype="datetime64[ns]")
+
+    # Walk each service's records in time order: positions p of ``rows`` are grouped by
+    # service, and running max/min find the deploy before / the success after each one.
+    codes, _ = pd.factorize(df["service"])
+    rows = np.lexsort((np.arange(n), codes))
+    p = np.arange(n)
+    new_group = np.r_[True, codes[rows][1:] != codes[rows][:-1]] if n else np.zeros(0, bool)
+    group_start = np.maximum.accumulate(np.where(new_group, p, 0)) if n else p
+    group_end = np.minimum.accumulate(np.where(np.r_[new_group[1:], True], p, n)[::-1])[::-1]
+    deploy_before = np.maximum.accumulate(np.where(~rollback[rows], p, -1)) if n else p
+    success_from = np.minimum.accumulate(np.where(ok[rows], p, n)[::-1])[::-1]
+    success_after = np.r_[success_from[1:], n] if n else p
 
     # A rollback reverts the service's last deploy before it, if it names its version.
-    deploys = df.loc[deploy, ["seq", "service", "version", "finished_at"]].rename(
-        columns={"seq": "d_seq", "version": "d_version", "finished_at": "d_finished_at"}
-    )
-    rollbacks = df.loc[~deploy, ["seq", "service", "from_version"]]
-    df["reverted_finished_at"] = pd.Series(pd.NaT, index=df.index, dtype=df["finished_at"].dtype)
-    df["rolled_back"] = False
-    if len(rollbacks) and len(deploys):
-        hit = pd.merge_asof(
-            rollbacks,
-            deploys,
-            left_on="seq",
-            right_on="d_seq",
-            by="service",
-            direction="backward",
-            allow_exact_matches=False,
-        )
-        matched = (hit["from_version"] == hit["d_version"]).fillna(False).to_numpy(bool)
-        df.loc[hit["seq"].to_numpy()[matched], "reverted_finished_at"] = hit["d_finished_at"][
-            matched
-        ].to_numpy()
-        df.loc[np.unique(hit["d_seq"].to_numpy()[matched]).astype(np.int64), "rolled_back"] = True
-
-    df["failure"] = deploy & ((df["status"] == "failed") | df["rolled_back"])
+    rb = np.flatnonzero(rollback[rows])
+    has_deploy = deploy_before[rb] >= group_start[rb]
+    rb, target = rows[rb[has_deploy]], rows[deploy_before[rb[has_deploy]]]
+    all_rb = np.flatnonzero(rollback)
+    from_version = np.full(n, None, object)
+    to_version = np.full(n, None, object)
+    from_version[all_rb] = _text(history["from_version"], source[all_rb])
+    to_version[all_rb] = _text(history["version"], source[all_rb])
+    names = _text(history["version"], source[target]) == from_version[rb]
+    rb, target = rb[names], target[names]
+    rolled_back = np.zeros(n, bool)
+    rolled_back[target] = True
+    reverted = np.full(n, np.datetime64("NaT"), "datetime64[ns]")
+    reverted[rb] = finished_ns[target]
+    failure = ~rollback & ((df["status"] == "failed").to_numpy() | rolled_back)
 
     # A failure is restored by the next successful record of the same service.
-    df["restored_at"] = pd.Series(pd.NaT, index=df.index, dtype=df["finished_at"].dtype)
-    df["restored_by"] = pd.Series(None, index=df.index, dtype="object")
-    failures = df.loc[df["failure"], ["seq", "service"]]
-    successes = df.loc[df["status"] == "success", ["seq", "service", "finished_at"]]
-    if len(failures) and len(successes):
-        successes = successes.assign(
-            by=np.where(
-                df.loc[successes.index, "_rollback"],
-                df.loc[successes.index, "trigger"].fillna("unknown").astype(object),
-                "deploy",
-            )
-        ).rename(columns={"seq": "r_seq", "finished_at": "r_finished_at"})
-        hit = pd.merge_asof(
-            failures,
-            successes,
-            left_on="seq",
-            right_on="r_seq",
-            by="service",
-            direction="forward",
-            allow_exact_matches=False,
-        )
-        df.loc[hit["seq"].to_numpy(), "restored_at"] = hit["r_finished_at"].to_numpy()
-        df.loc[hit["seq"].to_numpy(), "restored_by"] = hit["by"].to_numpy()
-    df.loc[df["restored_at"].isna(), "restored_by"] = None
+    fail = np.flatnonzero(failure[rows])
+    found = success_after[fail] <= group_end[fail]
+    fail, fix = rows[fail[found]], rows[success_after[fail[found]]]
+    restored_at = np.full(n, np.datetime64("NaT"), "datetime64[ns]")
+    restored_at[fail] = finished_ns[fix]
+    restored_by = np.full(n, None, object)
+    trigger = df["trigger"].to_numpy(dtype=object)
+    restored_by[fail] = np.where(
+        rollback[fix], pd.Series(trigger[fix], dtype=object).fillna("unknown"), "deploy"
+    )
 
+    utc = df["finished_at"].dtype
+    df["from_version"] = from_version
+    df["to_version"] = to_version
+    df["rolled_back"] = rolled_back
+    df["failure"] = failure
+    df["reverted_finished_at"] = (
+        pd.Series(reverted, dtype="datetime64[ns]").dt.tz_localize("UTC").astype(utc)
+    )
+    df["restored_at"] = pd.Series(restored_at).dt.tz_localize("UTC").astype(utc)
+    df["restored_by"] = restored_by
     df["duration_s"] = (df["finished_at"] - df["started_at"]).dt.total_seconds()
     df["lead_h"] = (df["finished_at"] - df["committed_at"]).dt.total_seconds() / 3600
     df["restore_h"] = (df["restored_at"] - df["finished_at"]).dt.total_seconds() / 3600
-    return df.drop(columns="_rollback")
+    return df
 
 
 # -- the numbers -------------------------------------------------------------------------
 
 
-def deployment_stats(deploys: pd.DataFrame) -> dict[str, Any]:
-    """``stats``: counts, success rate and average duration of some deployments."""
-    total = len(deploys)
-    ok = int((deploys["status"] == "success").sum())
+def _stats(total: int, ok: int, failed: int, mean_duration: float) -> dict[str, Any]:
     return {
         "totalDeployments": total,
         "successfulDeployments": ok,
-        "failedDeployments": int((deploys["status"] == "failed").sum()),
+        "failedDeployments": failed,
         "successRate": round(ok / total * 100, 2) if total else None,
-        "averageDuration": rounded(deploys["duration_s"].mean(), 1) if total else None,
+        "averageDuration": rounded(mean_duration, 1) if total else None,
     }
+
+
+def deployment_stats(deploys: pd.DataFrame) -> dict[str, Any]:
+    """``stats``: counts, success rate and average duration of some deployments."""
+    return _stats(
+        len(deploys),
+        int((deploys["status"] == "success").sum()),
+        int((deploys["status"] == "failed").sum()),
+        deploys["duration_s"].mean(),
+    )
 
 
 def dora(deploys: pd.DataFrame, days: int) -> dict[str, Any]:
@@ -236,7 +304,7 @@ def rollback_stats(
         & window.mask(audit["finished_at"])
     ]
     by_trigger = {}
-    for trigger in sorted(set(TRIGGERS) | set(attempts["trigger"])):
+    for trigger in sorted(set(TRIGGERS) | set(attempts["trigger"].unique())):
         status = attempts.loc[attempts["trigger"] == trigger, "status"]
         by_trigger[trigger] = {"count": len(status)} | {
             s: int((status == s).sum()) for s in ("succeeded", "failed", "refused")
@@ -264,41 +332,69 @@ def rollback_stats(
     }
 
 
-def service_dora(records: pd.DataFrame) -> dict[str, Any]:
-    """The per-service columns of the summary table (rows from one service's window)."""
-    deploys = records.loc[records["kind"] == "deploy"]
-    failures = deploys.loc[deploys["failure"]]
-    total = len(deploys)
-    return {
-        "changeFailures": len(failures),
-        "changeFailureRatePercent": round(len(failures) / total * 100, 2) if total else None,
-        "rolledBackDeployments": int(deploys["rolled_back"].sum()),
-        "restoredCount": int(failures["restored_at"].notna().sum()),
-        "unrestoredCount": int(failures["restored_at"].isna().sum()),
-        "timeToRestoreHoursMedian": _quantile(failures["restore_h"], 0.5, 2),
-        "rollbacks": int((records["kind"] == "rollback").sum()),
-        "automaticRollbacks": int(
-            ((records["kind"] == "rollback") & records["trigger"].isin(AUTOMATIC_TRIGGERS)).sum()
-        ),
-    }
+def per_service(records: pd.DataFrame) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """For each service of the window: its ``stats`` and its summary-table columns,
+    by one group-by (rows from ``timeline``)."""
+    rollback = records["kind"] == "rollback"
+    deploy, failure = ~rollback, records["failure"]
+    parts = pd.DataFrame(
+        {
+            "service": records["service"],
+            "deploys": deploy,
+            "ok": deploy & (records["status"] == "success"),
+            "failed": deploy & (records["status"] == "failed"),
+            "duration": records["duration_s"].where(deploy),
+            "failures": failure,
+            "rolled_back": records["rolled_back"],
+            "restored": failure & records["restored_at"].notna(),
+            "restore_h": records["restore_h"].where(failure),
+            "rollbacks": rollback,
+            "automatic": rollback & records["trigger"].isin(AUTOMATIC_TRIGGERS),
+        }
+    )
+    sums = parts.drop(columns=["duration", "restore_h"]).groupby("service", observed=True).sum()
+    means = parts.groupby("service", observed=True)["duration"].mean()
+    medians = parts.groupby("service", observed=True)["restore_h"].median()
+    out = {}
+    for service, row in sums.sort_index().iterrows():
+        total, failures = int(row["deploys"]), int(row["failures"])
+        stats = _stats(total, int(row["ok"]), int(row["failed"]), means[service])
+        out[str(service)] = (
+            stats,
+            {
+                "changeFailures": failures,
+                "changeFailureRatePercent": round(failures / total * 100, 2) if total else None,
+                "rolledBackDeployments": int(row["rolled_back"]),
+                "restoredCount": int(row["restored"]),
+                "unrestoredCount": failures - int(row["restored"]),
+                "timeToRestoreHoursMedian": rounded(medians[service], 2),
+                "rollbacks": int(row["rollbacks"]),
+                "automaticRollbacks": int(row["automatic"]),
+            },
+        )
+    return out
 
 
 def daily_counts(records: pd.DataFrame, window: Window) -> pd.DataFrame:
     """Per UTC day of the window: deploys succeeded / rolled back / failed, and rollbacks."""
-    outcome = np.select(
-        [records["kind"] == "rollback", records["status"] == "failed", records["rolled_back"]],
-        ["rollbacks", "failed", "rolledBack"],
-        default="succeeded",
+    first = window.start.tz_convert("UTC").normalize()
+    last = (window.end - pd.Timedelta(microseconds=1)).tz_convert("UTC").normalize()
+    days = pd.date_range(first.tz_localize(None), last.tz_localize(None), freq="D")
+    since = (records["finished_at"] - first).to_numpy(dtype="timedelta64[ns]")
+    day = (since // np.timedelta64(1, "D")).astype(np.int64)
+    rollback = (records["kind"] == "rollback").to_numpy()
+    failed = ~rollback & (records["status"] == "failed").to_numpy()
+    rolled_back = ~rollback & ~failed & records["rolled_back"].to_numpy()
+    outcomes = {
+        "succeeded": ~rollback & ~failed & ~rolled_back,
+        "rolledBack": rolled_back,
+        "failed": failed,
+        "rollbacks": rollback,
+    }
+    return pd.DataFrame(
+        {k: np.bincount(day[mask], minlength=len(days)) for k, mask in outcomes.items()},
+        index=days,
     )
-    day = records["finished_at"].dt.tz_convert("UTC").dt.normalize().dt.tz_localize(None)
-    table = pd.crosstab(day, outcome) if len(records) else pd.DataFrame()
-    days = pd.date_range(
-        window.start.tz_convert("UTC").normalize().tz_localize(None),
-        (window.end - pd.Timedelta(microseconds=1)).tz_convert("UTC").normalize().tz_localize(None),
-        freq="D",
-    )
-    columns = ["succeeded", "rolledBack", "failed", "rollbacks"]
-    return table.reindex(index=days, columns=columns, fill_value=0).astype(int)
 
 
 def rollback_events(records: pd.DataFrame) -> pd.DataFrame:
@@ -311,7 +407,7 @@ def rollback_events(records: pd.DataFrame) -> pd.DataFrame:
             "finished_at": rows["finished_at"],
             "service": rows["service"],
             "from_version": rows["from_version"],
-            "to_version": rows["version"],
+            "to_version": rows["to_version"],
             "trigger": rows["trigger"],
             "status": rows["status"],
             "restore_h": restore_h.where(rows["status"] == "success"),
@@ -328,16 +424,17 @@ def compute(
 ) -> Report:
     """Every number of one environment's report for the window ending at ``now``."""
     window = Window.ending(now, days)
-    line = timeline(history, environment, window.end)
+    previous = window.previous()
+    since = min(previous.start, window.end - timedelta(days=30))  # trends look 30 days back
+    line = timeline(history, environment, window.end, since)
     records = line.loc[window.mask(line["finished_at"])]
     deploys = records.loc[records["kind"] == "deploy"]
 
     def period(w: Window) -> pd.DataFrame:
         return line.loc[(line["kind"] == "deploy") & w.mask(line["finished_at"])]
 
-    previous = window.previous()
-    services = sorted(set(records["service"]))
-    by_service = dict(tuple(records.groupby("service", sort=True))) if services else {}
+    by_service = per_service(records)
+    services = sorted(by_service)
     document = {
         "environment": environment,
         "generatedAt": iso_z(window.end),
@@ -348,10 +445,8 @@ def compute(
         },
         "dora": dora(deploys, days),
         "rollbacks": rollback_stats(audit, environment, window, records),
-        "services": {
-            s: deployment_stats(g.loc[g["kind"] == "deploy"]) for s, g in by_service.items()
-        },
-        "serviceDora": {s: service_dora(g) for s, g in by_service.items()},
+        "services": {s: stats for s, (stats, _) in by_service.items()},
+        "serviceDora": {s: numbers for s, (_, numbers) in by_service.items()},
         "previousPeriod": {
             "window": previous.as_dict(),
             "stats": deployment_stats(period(previous)),

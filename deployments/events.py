@@ -123,6 +123,10 @@ def _workflow_run(
     rule = match_rule(cfg.rules, repo, name, path, branch)
     if rule is None:
         return Ignored(f"no rule maps {repo} workflow {name or path!r} on {branch!r} to a service")
+    # One failed run is one incident: its deliveries (redeliveries, and any other
+    # delivery about the same run attempt) share the source event id.
+    run_id, attempt = run.get("id"), run.get("run_attempt") or 1
+    incident = f"{repo}/actions/runs/{run_id}/attempts/{attempt}" if run_id else delivery
     return RollbackRequest(
         environment=rule.environment,
         service=rule.service,
@@ -132,7 +136,7 @@ def _workflow_run(
         )[:500],
         requested_by=f"github:{actor}",
         trigger="webhook",
-        source_event_id=f"github:{delivery}" if delivery else None,
+        source_event_id=f"github:{incident}" if incident else None,
     )
 
 

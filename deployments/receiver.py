@@ -104,6 +104,7 @@ def create_app(
         version="1",
     )
     app.state.intake = intake
+    refusals = _RefusalLog()
 
     def secret(name: str | None) -> str | None:
         return env.get(name) if name else None
@@ -188,7 +189,7 @@ def create_app(
         if not verify_github(
             secret(cfg.secret_env), body, request.headers.get("x-hub-signature-256")
         ):
-            log.warning("GitHub delivery %s: bad or missing signature", _delivery(request))
+            refusals.note("GitHub delivery %s: bad or missing signature", _delivery(request))
             return error(401, "missing or invalid X-Hub-Signature-256")
         payload = parse_json(body)
         delivery = _delivery(request)
@@ -214,7 +215,7 @@ def create_app(
     async def _sns(message: Mapping[str, Any]) -> JSONResponse:
         ok, why = await run_in_threadpool(verifier.verify, message)
         if not ok:
-            log.warning("SNS message %s refused: %s", message.get("MessageId"), why)
+            refusals.note("SNS message %s refused: %s", message.get("MessageId"), why)
             return error(401, f"SNS signature not verified: {why}")
         topics = hooks.sns.topic_arns
         if topics and message.get("TopicArn") not in topics:
@@ -328,6 +329,27 @@ def deployment_stats(rt: Runtime, environment: str, days: int) -> dict[str, Any]
     return {k: document[k] for k in keys if k in document} | {
         "services": document.get("services", {})
     }
+
+
+class _RefusalLog:
+    """Warnings about refused requests, at most one per ``every_s`` with a count of the
+    ones in between: a flood of forged requests must not become a flood of log lines."""
+
+    def __init__(self, every_s: float = 10) -> None:
+        self.every_s = every_s
+        self._last = -every_s
+        self._skipped = 0
+
+    def note(self, message: str, *args: Any) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            self._skipped += 1
+            return
+        skipped, self._skipped, self._last = self._skipped, 0, now
+        suffix = f" (and {skipped} more refused since the last warning)" if skipped else ""
+        log.warning(message + suffix, *args)
 
 
 def _delivery(request: Request) -> str | None:

@@ -808,7 +808,7 @@ def test_deployment_path_with_a_prefect_server(aws: str, tmp_path: Path) -> None
         assert again.json()["status"] == "duplicate" and again.json()["flow_run_id"] == run_id
         assert first.json()["monitor_url"] == f"http://127.0.0.1:{api_port}/runs/flow-run/{run_id}"
         run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=5).json()
-        assert run["idempotency_key"] == "github:delivery-deploy-1"
+        assert run["idempotency_key"] == f"github:{REPO}/actions/runs/289782451/attempts/1"
         assert run["parameters"]["audit_id"] == first.json()["audit_id"]
         # and the worker side rolls the service back
         _wait(lambda: running() == "api:3", 60, "the rollback", procs)

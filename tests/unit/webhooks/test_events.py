@@ -40,7 +40,11 @@ def test_failed_run_becomes_a_webhook_request() -> None:
     req = mapped(failed_run())
     assert isinstance(req, RollbackRequest)
     assert (req.environment, req.service, req.trigger) == ("prod", "api", "webhook")
-    assert req.source_event_id == "github:d-1" and req.automatic
+    assert req.source_event_id == "github:octo-org/octo-repo/actions/runs/289782451/attempts/1"
+    assert req.automatic
+    # another attempt of the run is another incident; a run without an id falls back
+    assert mapped(failed_run(run_attempt=2)).source_event_id.endswith("/attempts/2")
+    assert mapped(failed_run(id=None)).source_event_id == "github:d-1"
     assert req.requested_by == "github:Codertocat"
     assert "concluded failure on master" in req.reason
     assert isinstance(mapped(failed_run("timed_out")), RollbackRequest)

@@ -1,0 +1,361 @@
+"""Signed failure webhook → the moment the AWS API (moto) receives ``UpdateService``.
+
+p50/p95 over N rollbacks (default 20) of one ECS service in two start modes:
+(a) embedded — the receiver runs the rollback flow in its own worker thread;
+(b) deployment — ``run_deployment`` on a local Prefect server, a process worker
+    polling every second (PREFECT_WORKER_QUERY_SECONDS=1) runs it.
+Both against one local Prefect server and a moto server behind a recording proxy, all on
+127.0.0.1. Also prints the raw time of the same API calls made directly with boto3, and
+each mode's ratio to it. Bounded: every wait has a deadline; everything it starts, it stops.
+
+    python bench/webhook_latency.py [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+REPO = "octo-org/octo-repo"
+
+
+# -- local stand-ins ----------------------------------------------------------------------
+class Recorder:
+    """A pass-through proxy in front of moto that timestamps every UpdateService."""
+
+    def __init__(self, upstream: str) -> None:
+        self.updates: list[float] = []
+        target = urlsplit(upstream)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if self.headers.get("X-Amz-Target", "").endswith(".UpdateService"):
+                    outer.updates.append(time.monotonic())
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for key, value in resp.getheaders():
+                    if key.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        yield procs
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def spawn(procs: list[Any], args: list[str], env: dict[str, str], log: Path) -> Any:
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    procs.append(proc)
+    return proc
+
+
+def prefect_env(tmp: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return base | {
+        "PREFECT_HOME": str(tmp / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp}/prefect.db",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+
+
+def start_prefect_server(procs: list[Any], tmp: Path) -> str:
+    import httpx
+
+    from rollback.sandbox import free_port
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    spawn(procs, cmd, prefect_env(tmp), tmp / "server.log")
+    wait_for(lambda: httpx.get(api + "/health", timeout=2).status_code == 200, 60, "prefect")
+    return api
+
+
+def write_config(path: Path, mode: str, cooldown_s: float = 0) -> Path:
+    import yaml
+
+    from rollback import sandbox
+
+    data = sandbox.demo_config(path, poll_interval_s=0.05)
+    for env in data["environments"].values():
+        env["cooldown_s"] = cooldown_s
+        env["max_auto_per_hour"] = 1000 if not cooldown_s else 3
+    data["webhooks"] = {
+        "github": {
+            "secret_env": "BENCH_GITHUB_SECRET",
+            "rules": [{"repository": REPO, "environment": "staging", "service": "api"}],
+        },
+        "api_token_env": "BENCH_API_TOKEN",
+        "mode": mode,
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def seed(config_path: Path) -> Any:
+    from rollback import sandbox
+    from rollback.config import load_config
+    from rollback.runtime import Runtime
+
+    sandbox.seed()
+    config = load_config(config_path)
+    rt = Runtime(config)
+    rt.ensure_tables()
+    rt.history.import_many(sandbox.demo_history("staging", "api"))
+    return config
+
+
+def failure_body(run_id: int | None = None) -> bytes:
+    fixtures = ROOT / ".." / "shared" / "fixtures" / "github-webhooks"
+    payload = json.loads((fixtures / "workflow_run.completed.payload.json").read_text())
+    payload["workflow_run"]["conclusion"] = "failure"
+    if run_id is not None:
+        payload["workflow_run"]["id"] = run_id
+    return json.dumps(payload).encode()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+# -- measurements -------------------------------------------------------------------------
+def reset_service() -> None:
+    from rollback import aws, sandbox
+
+    aws.client("ecs").update_service(
+        cluster=sandbox.CLUSTER, service="api-staging", taskDefinition="api:4"
+    )
+
+
+def raw_calls(recorder: Recorder, runs: int) -> list[float]:
+    """The same ECS calls a rollback needs to reach UpdateService, made directly."""
+    from rollback import aws, sandbox
+
+    out = []
+    for _ in range(runs):
+        reset_service()
+        before = len(recorder.updates)
+        start = time.monotonic()
+        ecs = aws.client("ecs")
+        svc = ecs.describe_services(cluster=sandbox.CLUSTER, services=["api-staging"])
+        ecs.describe_task_definition(taskDefinition=svc["services"][0]["taskDefinition"])
+        ecs.describe_task_definition(taskDefinition="api:3")
+        ecs.update_service(cluster=sandbox.CLUSTER, service="api-staging", taskDefinition="api:3")
+        out.append(recorder.updates[before] - start)
+    return out
+
+
+def webhook_runs(
+    url: str,
+    secret: str,
+    recorder: Recorder,
+    runs: int,
+    finished: Callable[[str], bool],
+) -> list[float]:
+    import httpx
+
+    from deployments.signatures import github_signature
+
+    out = []
+    with httpx.Client(timeout=30) as client:
+        for i in range(runs):
+            body = failure_body(run_id=time.time_ns())  # a new failed run each time
+            reset_service()
+            before = len(recorder.updates)
+            headers = {
+                "X-GitHub-Event": "workflow_run",
+                "X-GitHub-Delivery": f"bench-{time.time_ns()}-{i}",
+                "X-Hub-Signature-256": github_signature(secret, body),
+                "Content-Type": "application/json",
+            }
+            start = time.monotonic()
+            resp = client.post(url + "/webhooks/github", content=body, headers=headers)
+            assert resp.status_code == 202, resp.text
+            wait_for(lambda b=before: len(recorder.updates) > b, 60, "UpdateService")
+            out.append(recorder.updates[before] - start)
+            audit_id = resp.json()["audit_id"]
+            wait_for(lambda a=audit_id: finished(a), 90, "the rollback to finish")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+    )
+    from deployments.signatures import github_signature  # noqa: F401 - import cost up front
+    from rollback import sandbox
+
+    secret = os.urandom(24).hex()
+    with tempfile.TemporaryDirectory() as tmp_name, processes() as procs:
+        tmp = Path(tmp_name)
+        t0 = time.monotonic()
+        api = start_prefect_server(procs, tmp)
+        os.environ["PREFECT_API_URL"] = api  # before the first Prefect client exists
+        with sandbox.moto_server() as moto:
+            recorder = Recorder(moto)
+            os.environ["AWS_ENDPOINT_URL"] = recorder.url
+            results = run_modes(procs, tmp, api, recorder, secret, args.runs)
+            recorder.close()
+        report(results, args.runs, time.monotonic() - t0)
+
+
+def run_modes(
+    procs: list[Any], tmp: Path, api: str, recorder: Recorder, secret: str, runs: int
+) -> dict[str, list[float]]:
+    from deployments.launcher import DeploymentLauncher, EmbeddedLauncher
+    from deployments.receiver import create_app
+    from rollback.cli_serve import background_server
+    from rollback.runtime import Runtime
+
+    environ = {"BENCH_GITHUB_SECRET": secret, "BENCH_API_TOKEN": secret[::-1]}
+    results: dict[str, list[float]] = {}
+    config = seed(write_config(tmp / "embedded.yaml", "embedded"))
+    rt = Runtime(config)
+
+    launcher = EmbeddedLauncher(config)
+
+    def finished(audit_id: str) -> bool:
+        record = rt.audit.get(audit_id)
+        done = bool(record and record.status.final)
+        return (
+            done and not launcher.busy("staging", "api") and not rt.locks.holder("staging", "api")
+        )
+
+    results["raw"] = raw_calls(recorder, runs)
+    # (a) embedded
+    with background_server(create_app(config, launcher, environ=environ)) as url:
+        webhook_runs(url, secret, recorder, 1, finished)  # warm-up, not counted
+        results["embedded"] = webhook_runs(url, secret, recorder, runs, finished)
+    launcher.close()
+    # (b) deployment: a process work pool, the deployment and a 1 s-polling worker
+    from tests.functional.test_webhooks import _deploy_rollback_auto
+
+    deploy_config = write_config(tmp / "deployment.yaml", "deployment")
+    _deploy_rollback_auto(api, "bench-pool")
+    worker_env = prefect_env(tmp) | {
+        "PREFECT_API_URL": api,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "AWS_ENDPOINT_URL": recorder.url,
+    }
+    spawn(
+        procs,
+        [str(BIN / "prefect"), "worker", "start", "--pool", "bench-pool"],
+        worker_env,
+        tmp / "worker.log",
+    )
+    from rollback.config import load_config
+
+    dconfig = load_config(deploy_config)
+    with background_server(
+        create_app(dconfig, DeploymentLauncher(dconfig), environ=environ)
+    ) as url:
+        webhook_runs(url, secret, recorder, 1, finished)  # warm-up
+        results["deployment"] = webhook_runs(url, secret, recorder, runs, finished)
+    return results
+
+
+def report(results: dict[str, list[float]], runs: int, elapsed: float) -> None:
+    raw50 = statistics.median(results["raw"])
+    print(f"webhook → UpdateService latency, {runs} rollbacks per mode ({elapsed:.0f} s in all)")
+    print(f"{'mode':<12} {'p50 s':>8} {'p95 s':>8} {'max s':>8} {'p50 / raw':>10}  goal")
+    goals = {"raw": "", "embedded": "p50 ≤ 2 s", "deployment": "p50 ≤ 5 s"}
+    for mode in ("raw", "embedded", "deployment"):
+        values = results[mode]
+        p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
+        print(
+            f"{mode:<12} {p50:>8.3f} {p95:>8.3f} {max(values):>8.3f} {p50 / raw50:>10.1f}  {goals[mode]}"
+        )
+
+
+if __name__ == "__main__":
+    main()

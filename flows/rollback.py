@@ -212,6 +212,15 @@ class _Run:
         given = req.confirmation
         if env.protected and given is None and self.in_deployment and all(c.passed for c in checks):
             given = self._ask_confirmation(resolution, checks, expected)
+            # The world may have moved while a person read the plan: re-check it.
+            now_runs = self.rt.target(req.environment, req.service).current()
+            if now_runs.id != resolution.current.id:
+                return CheckResult(
+                    "confirmation",
+                    False,
+                    f"the service changed to {now_runs} while waiting for confirmation: "
+                    "request the rollback again",
+                )
         return decisions.check_confirmation(given, expected, env.protected)
 
     def _ask_confirmation(
@@ -227,6 +236,14 @@ class _Run:
             f"{self.outcome.to_version}? Type `{expected}` to confirm.\n\n{plan}"
         )
         self.step(f"waiting for typed confirmation ({expected})")
+        # Keep the service lock for as long as the question may stay open.
+        req, rt = self.request, self.rt
+        rt.locks.renew(
+            req.environment,
+            req.service,
+            self.outcome.audit_id,
+            CONFIRM_TIMEOUT_S + rt.config.stores.lock_lease_s,
+        )
         try:
             answer = pause_flow_run(
                 wait_for_input=ConfirmRollback.with_initial_data(description=description),

@@ -61,14 +61,7 @@ class Launcher(Protocol):
 
 def monitor_url(config: Config, flow_run_id: str | None) -> str | None:
     """The flow run's page in the Prefect UI (None without a UI URL)."""
-    if not flow_run_id:
-        return None
-    base = config.prefect_ui_url
-    if not base:
-        from prefect.settings import PREFECT_UI_URL
-
-        base = PREFECT_UI_URL.value()
-    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
+    return config.flow_run_url(flow_run_id)
 
 
 def flow_parameters(config: Config, request: RollbackRequest, audit_id: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ On 127.0.0.1 only: the stack (deployments/stack.py) with the moto sandbox seeded
 and then 2 workers, in one run: 50 requests (5 per service) posted to the receiver at
 once; measured: time to drain (first request to last run ended), runs per minute, and
 the p50/p95 from a service's requests to its UpdateService (seen by polling ECS every
-0.1 s). Prints the 2-workers/1-worker drain ratio on PostgreSQL (goal >= 1.6).
+0.1 s). Prints the 2-workers/1-worker throughput ratio on PostgreSQL (goal >= 1.6).
 
 Bounded: every phase has a deadline; the stacks are stopped whatever happens.
 """
@@ -37,7 +37,8 @@ from rollback.sandbox import CLUSTER, free_port  # noqa: E402
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "50"))
 SERVICES = int(os.environ.get("BENCH_SERVICES", "10"))
 WORKER_LIMIT = int(os.environ.get("BENCH_WORKER_LIMIT", "4"))
-DRAIN_TIMEOUT_S = float(os.environ.get("BENCH_DRAIN_TIMEOUT_S", "150"))
+# 4 phases x 100 s + 2 stack starts: the whole run stays under ~8 minutes.
+DRAIN_TIMEOUT_S = float(os.environ.get("BENCH_DRAIN_TIMEOUT_S", "100"))
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -145,9 +146,8 @@ def drain(stack: Stack, database: str, workers: int) -> Result:
     run_s = statistics.median(
         _ts(r["end_time"]) - _ts(r["start_time"]) for r in runs if r["end_time"]
     )
-    return Result(
-        database, workers, ended - first_sent, len(runs), states, latencies, errors, run_s
-    )
+    finished = sum(r["state_type"] in FINAL for r in runs)  # runs/min counts ended runs only
+    return Result(database, workers, ended - first_sent, finished, states, latencies, errors, run_s)
 
 
 def _wait_runs(stack: Stack, run_ids: list[str], deadline: float) -> list[dict[str, Any]]:
@@ -230,11 +230,11 @@ def main() -> int:
     for r in results:
         print(r.row())
     pg = {r.workers: r for r in results if r.database == "postgresql"}
-    ratio = pg[1].drained_s / pg[2].drained_s
+    # Throughput ratio: the drain-time ratio when both phases drained, still meaningful
+    # when a phase hit its deadline.
+    ratio = pg[2].per_minute / pg[1].per_minute
     verdict = "meets" if ratio >= 1.6 else "below"
-    print(
-        f"PostgreSQL drain speed-up, 2 workers / 1 worker: {ratio:.2f}x ({verdict} the 1.6x goal)"
-    )
+    print(f"PostgreSQL speed-up, 2 workers / 1 worker (runs/min): {ratio:.2f}x ({verdict} 1.6x)")
     return 0
 
 

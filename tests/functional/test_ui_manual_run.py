@@ -179,7 +179,13 @@ def _create_run(
         },
         "enforce_parameter_schema": True,
     }
-    resp = api.post(f"/deployments/{deployment['id']}/create_flow_run", json=body)
+    # A busy SQLite server answers 503 for a moment; Prefect's own client (and the UI)
+    # retry that, so the test does too.
+    for attempt in range(5):
+        resp = api.post(f"/deployments/{deployment['id']}/create_flow_run", json=body)
+        if resp.status_code not in (429, 503):
+            break
+        time.sleep(0.5 * 2**attempt)
     resp.raise_for_status()
     return str(resp.json()["id"])
 

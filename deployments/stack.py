@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rollback.models import service_limit_name
+
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "rollback-pool"
 STATE_FILE = "stack.json"
@@ -342,7 +344,7 @@ def create_service_limits(api_url: str, config_path: str) -> list[str]:
 
 
 def limit_name(environment: str, service: str) -> str:
-    return f"rollback-{environment}-{service}"
+    return service_limit_name(environment, service)
 
 
 def deploy(stack: Stack, names: tuple[str, ...] = ()) -> None:

@@ -8,11 +8,13 @@ protected environments) → execute → stabilize → verify → record → noti
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
+from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
-from prefect.exceptions import FlowPauseTimeout
+from prefect.exceptions import FlowPauseTimeout, ObjectNotFound
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
@@ -27,6 +29,7 @@ from rollback.models import (
     Status,
     iso,
     new_id,
+    service_limit_name,
     utcnow,
 )
 from rollback.runtime import Runtime
@@ -40,6 +43,7 @@ from tasks.stabilize import stabilize
 from tasks.verify import verify
 
 CONFIRM_TIMEOUT_S = 900
+SLOT_WAIT_S = 10  # a second run of the same service is refused, not queued behind it
 
 
 class ConfirmRollback(RunInput):
@@ -122,7 +126,18 @@ class _Run:
         open_audit(rt, req, audit_id, self.flow_run_id)
         self.step(f"requested by {req.requested_by} ({req.trigger}): {req.reason or 'no reason'}")
         try:
-            return self._checked_rollback()
+            # On a Prefect server, a service's runs also take its global concurrency
+            # slot, so the UI shows who holds the service (the lease lock still decides).
+            with self._service_slot():
+                return self._checked_rollback()
+        except TimeoutError:
+            slot = CheckResult(
+                "service_slot",
+                False,
+                f"another run holds the concurrency slot of {req.environment}/{req.service}",
+            )
+            self.outcome.checks = [slot]
+            return self._finish(Status.REFUSED, slot.detail)
         except RollbackError as exc:
             if self.finishing:  # the final write itself failed: nothing more to record
                 raise
@@ -200,6 +215,20 @@ class _Run:
             return self._finish(Status.SUCCEEDED, None)
         except RollbackError as exc:
             return self._finish(Status.FAILED, f"{type(exc).__name__}: {exc}")
+
+    def _service_slot(self) -> AbstractContextManager[object]:
+        """The service's strict 1-slot limit, when this run is a deployment run on a
+        server that has it (created by the stack/deploy step); otherwise nothing."""
+        if not self.in_deployment:  # an ephemeral API shares nothing across processes
+            return nullcontext()
+        name = service_limit_name(self.request.environment, self.request.service)
+        with get_client(sync_client=True) as client:
+            try:
+                client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                self.log.warning("no concurrency limit %s on the server: lock only", name)
+                return nullcontext()
+        return concurrency(name, occupy=1, strict=True, timeout_seconds=SLOT_WAIT_S)
 
     def _confirmation(self, resolution: Resolution, checks: list[CheckResult]) -> CheckResult:
         req, cfg = self.request, self.rt.config

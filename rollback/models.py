@@ -21,6 +21,11 @@ AUTOMATIC_TRIGGERS: frozenset[str] = frozenset({"webhook", "alarm", "health", "s
 ROLLBACK_SOURCE_PREFIX = "rollback:"
 
 
+def service_limit_name(environment: str, service: str) -> str:
+    """Name of the Prefect global concurrency limit (1 slot) of one service."""
+    return f"rollback-{environment}-{service}"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

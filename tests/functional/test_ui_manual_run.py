@@ -85,9 +85,13 @@ def test_wrong_confirmation_is_refused_and_changes_nothing(
     schema, description = _input_form(api, paused)
     assert "confirmation" in schema["properties"]
     assert "ROLLBACK-PROD" in description and "api:4" in description  # the plan
+    # (while it waits, the run holds the service's global concurrency slot)
+    limit = api.get("/v2/concurrency_limits/rollback-prod-api").json()
+    assert limit["active_slots"] == 1
     _resume(api, run_id, "rollback-prod please")
     # THEN the run ends refused, ECS still runs the bad version and the audit says why
     _wait_state(api, run_id, {"COMPLETED", "FAILED", "CRASHED"})
+    assert api.get("/v2/concurrency_limits/rollback-prod-api").json()["active_slots"] == 0
     _use_sandbox(monkeypatch, stack)
     record = _audit_of(stack, run_id)
     assert record.status.value == "refused"

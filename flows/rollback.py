@@ -63,7 +63,10 @@ def rollback_flow(
 ) -> dict[str, Any]:
     """Roll one service back to its last good version (or the version in ``to``).
 
-    ``audit_id`` lets a caller (the webhook receiver) name the audit record up front.
+    Args:
+        request: The rollback to perform: which service, to what, why and who asks.
+        config_path: The YAML config file; empty means $ROLLBACK_CONFIG on the worker.
+        audit_id: Leave empty: set by the webhook receiver to name the audit record.
     """
     config = load_config(config_path)
     return run_rollback(request, config, audit_id=audit_id)

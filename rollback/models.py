@@ -46,7 +46,7 @@ def new_id() -> str:
 
 
 class RollbackRequest(BaseModel):
-    """What a person or an automation asks for. Rendered as a form in the Prefect UI."""
+    """The rollback to perform: which service, to what, why and who asks."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -250,6 +251,19 @@ class TerraformCli:
         with self._var_files(variables) as files:
             self._run("apply", self.tf.apply, skip_plan=True, var=None, var_file=files)
 
+    def apply_plan(self, plan_file: Path) -> None:
+        """Apply a saved plan exactly (no new plan, no prompt)."""
+        from python_terraform import IsFlagged
+
+        self._run(
+            "apply (saved plan)",
+            self.tf.cmd,
+            "apply",
+            str(plan_file),
+            input=False,
+            no_color=IsFlagged,
+        )
+
     @contextmanager
     def _var_files(self, variables: Mapping[str, str]) -> Iterator[list[str]]:
         """The configured var files, then ours last so that our value wins (-var-file
@@ -269,6 +283,7 @@ class TerraformTarget(TargetBase):
         super().__init__(config)
         self._cli = cli
         self._ready = False
+        self._checked_plans: dict[str, Path] = {}
 
     @property
     def cli(self) -> TerraformCli:
@@ -312,16 +327,33 @@ class TerraformTarget(TargetBase):
     def candidates(self) -> list[Version]:
         return []  # tags carry no order: the deployment history decides
 
-    def _plan(self, target: Version) -> tuple[bool, PlanSummary]:
-        with tempfile.TemporaryDirectory(prefix="rollback-plan-") as tmp:
-            plan_file = Path(tmp) / "rollback.tfplan"
+    def _plan(self, target: Version, keep: bool = False) -> tuple[bool, PlanSummary]:
+        """Plan for ``target``; with ``keep`` the saved plan is kept for ``execute``, so
+        what is applied is exactly what the checks saw."""
+        tmp = tempfile.mkdtemp(prefix="rollback-plan-")
+        plan_file = Path(tmp) / "rollback.tfplan"
+        try:
             changed = self.cli.plan({self.config.var: target.id}, plan_file)
             summary = self.cli.show_plan(plan_file)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if keep:
+            self._forget_plan(target.id)
+            self._checked_plans[target.id] = plan_file
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
         return changed, summary
+
+    def _forget_plan(self, tag: str) -> Path | None:
+        plan_file = self._checked_plans.pop(tag, None)
+        if plan_file is not None:
+            shutil.rmtree(plan_file.parent, ignore_errors=True)
+        return plan_file
 
     def check(self, current: Version, target: Version) -> list[CheckResult]:
         try:
-            _, summary = self._plan(target)
+            _, summary = self._plan(target, keep=True)
         except TransientError:
             raise
         except TargetError as exc:
@@ -331,7 +363,16 @@ class TerraformTarget(TargetBase):
 
     def execute(self, target: Version) -> None:
         log.info("terraform apply %s %s=%s", self.config.working_dir, self.config.var, target.id)
-        self.cli.apply({self.config.var: target.id})
+        plan_file = self._checked_plans.get(target.id)
+        if plan_file is None:  # e.g. a saga putting a step back: plan and apply now
+            self.cli.apply({self.config.var: target.id})
+            return
+        # Apply the plan the checks approved; Terraform refuses it if the state moved
+        # since (a stale plan), so nothing unchecked is ever applied.
+        try:
+            self.cli.apply_plan(plan_file)
+        finally:
+            self._forget_plan(target.id)
 
     def stabilize(self, target: Version, timeout_s: float, progress: Progress) -> StabilizeResult:
         detail = "terraform apply has returned: nothing to wait for"

@@ -16,7 +16,7 @@ import yaml
 
 from flows.rollback import rollback_flow
 from rollback.config import load_config
-from rollback.errors import NotFoundError
+from rollback.errors import NotFoundError, TargetError
 from rollback.models import DeploymentRecord, RollbackRequest, utcnow
 from rollback.runtime import Runtime
 from rollback.targets.base import DESTROY_CHECK, build_target, parse_service_config
@@ -188,3 +188,33 @@ def test_current_without_the_output_says_what_to_declare(tmp_path: Path) -> None
     # WHEN the current version is read THEN the error says what the config must expose
     with pytest.raises(NotFoundError, match='output "image_tag"'):
         target(service).current()
+
+
+def test_execute_applies_exactly_the_checked_plan(tmp_path: Path) -> None:
+    # GIVEN a stack on v2 and a rollback to v1 whose plan the checks approved
+    service = stack(tmp_path)
+    deploy(service, "v1", "v2")
+    tf = target(service)
+    assert all(c.passed for c in tf.check(tf.current(), tf.lookup("v1")))
+    # WHEN the code changes after the checks (a new resource), then the rollback executes
+    main = Path(service["working_dir"], "main.tf")
+    main.write_text(main.read_text() + 'resource "terraform_data" "late" { input = "x" }\n')
+    tf.execute(tf.lookup("v1"))
+    # THEN what ran is the checked plan: v1 applied, the unchecked resource not created
+    assert tf.current().id == "v1"
+    drift = {c.name: c for c in tf.verify(tf.lookup("v1"))}["terraform_no_drift"]
+    assert not drift.passed and "terraform_data.late" in drift.detail
+
+
+def test_a_plan_gone_stale_is_refused_by_terraform(tmp_path: Path) -> None:
+    # GIVEN a checked plan for v1 while the stack is on v2
+    service = stack(tmp_path)
+    deploy(service, "v1", "v2")
+    tf = target(service)
+    tf.check(tf.current(), tf.lookup("v1"))
+    # WHEN someone applies v3 before the rollback executes
+    deploy(service, "v3")
+    # THEN applying the old plan fails and the stack stays where the other apply left it
+    with pytest.raises(TargetError, match="(?i)stale"):
+        tf.execute(tf.lookup("v1"))
+    assert target(service).current().id == "v3"

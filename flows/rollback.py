@@ -43,7 +43,7 @@ from tasks.stabilize import stabilize
 from tasks.verify import verify
 
 CONFIRM_TIMEOUT_S = 900
-SLOT_WAIT_S = 10  # a second run of the same service is refused, not queued behind it
+SLOT_WAIT_S = 2  # a second run of the same service is refused, not queued behind it
 
 
 class ConfirmRollback(RunInput):

@@ -51,16 +51,8 @@ class MetricsSource(Protocol):
         ...
 
 
-class CloudWatchMetrics:
-    def __init__(self, client: Any = None, credentials_block: str | None = None) -> None:
-        self._client = client
-        self._credentials_block = credentials_block
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("cloudwatch", self._credentials_block)
-        return self._client
+class CloudWatchMetrics(aws.AwsAdapter):
+    service = "cloudwatch"
 
     def series(
         self, queries: list[MetricQuery], start: datetime, end: datetime

@@ -46,19 +46,14 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return bucket, f"{prefix}/" if prefix else ""
 
 
-class S3Output:
+class S3Output(aws.AwsAdapter):
     """Puts report files under one S3 prefix."""
 
-    def __init__(self, url: str, client: Any = None, credentials_block: str | None = None):
-        self.bucket, self.prefix = split_s3_url(url)
-        self._client = client
-        self._credentials_block = credentials_block
+    service = "s3"
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("s3", self._credentials_block)
-        return self._client
+    def __init__(self, url: str, client: Any = None, credentials_block: str | None = None):
+        super().__init__(client, credentials_block)
+        self.bucket, self.prefix = split_s3_url(url)
 
     def put(self, file: OutputFile) -> str:
         key = self.prefix + file.name

@@ -70,6 +70,23 @@ def client(service: str, credentials_block: str | None = None) -> Any:
     )
 
 
+class AwsAdapter:
+    """Base of a one-service adapter: the boto3 client is injected, or built on first
+    use (never at import time)."""
+
+    service: str = ""
+
+    def __init__(self, client: Any = None, credentials_block: str | None = None) -> None:
+        self._client = client
+        self._credentials_block = credentials_block
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = client(self.service, self._credentials_block)
+        return self._client
+
+
 def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from botocore.exceptions import ClientError
 
 from rollback import aws
 
 
-class RdsSnapshots:
-    def __init__(self, client: Any = None, credentials_block: str | None = None) -> None:
-        self._client = client
-        self._block = credentials_block
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("rds", self._block)
-        return self._client
+class RdsSnapshots(aws.AwsAdapter):
+    service = "rds"
 
     def latest(self, prefix: str) -> datetime | None:
         """Creation time of the newest available snapshot whose id starts with prefix."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from prefect import get_run_logger
@@ -47,18 +46,10 @@ class RateQuery:
     total: str
 
 
-class MetricSums:
+class MetricSums(aws.AwsAdapter):
     """Sums of CloudWatch metrics over a window: one GetMetricData call."""
 
-    def __init__(self, client: Any = None, credentials_block: str | None = None) -> None:
-        self._client = client
-        self._credentials_block = credentials_block
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("cloudwatch", self._credentials_block)
-        return self._client
+    service = "cloudwatch"
 
     def rates(
         self, queries: list[RateQuery], start: datetime, end: datetime

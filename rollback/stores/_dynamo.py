@@ -38,8 +38,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class DynamoTable:
+class DynamoTable(aws.AwsAdapter):
     """One DynamoDB table; the client is injected or built lazily."""
+
+    service = "dynamodb"
 
     key_schema: list[dict[str, str]] = []
     attributes: list[dict[str, str]] = []
@@ -47,15 +49,8 @@ class DynamoTable:
     ttl_attribute: str | None = None
 
     def __init__(self, table: str, client: Any = None, credentials_block: str | None = None):
+        super().__init__(client, credentials_block)
         self.table = table
-        self._client = client
-        self._credentials_block = credentials_block
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb", self._credentials_block)
-        return self._client
 
     def ensure(self, create: bool) -> None:
         """Check the table exists; create it (and wait) when ``create`` is set."""

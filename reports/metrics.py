@@ -230,15 +230,16 @@ def timeline(
     )
 
     utc = df["finished_at"].dtype
-    df["from_version"] = from_version
-    df["to_version"] = to_version
+    # Object columns as they are: letting pandas infer a string dtype costs a pass each.
+    df["from_version"] = pd.Series(from_version, dtype=object, copy=False)
+    df["to_version"] = pd.Series(to_version, dtype=object, copy=False)
     df["rolled_back"] = rolled_back
     df["failure"] = failure
     df["reverted_finished_at"] = (
         pd.Series(reverted, dtype="datetime64[ns]").dt.tz_localize("UTC").astype(utc)
     )
     df["restored_at"] = pd.Series(restored_at).dt.tz_localize("UTC").astype(utc)
-    df["restored_by"] = restored_by
+    df["restored_by"] = pd.Series(restored_by, dtype=object, copy=False)
     df["duration_s"] = (df["finished_at"] - df["started_at"]).dt.total_seconds()
     df["lead_h"] = (df["finished_at"] - df["committed_at"]).dt.total_seconds() / 3600
     df["restore_h"] = (df["restored_at"] - df["finished_at"]).dt.total_seconds() / 3600
@@ -415,6 +416,9 @@ def rollback_events(records: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+PERIOD_COLUMNS = ["status", "duration_s", "lead_h", "failure", "restore_h", "rolled_back"]
+
+
 def compute(
     history: pd.DataFrame,
     audit: pd.DataFrame,
@@ -430,11 +434,16 @@ def compute(
     records = line.loc[window.mask(line["finished_at"])]
     deploys = records.loc[records["kind"] == "deploy"]
 
+    # Trend periods need only what deployment_stats and dora read: copy just that.
+    slim = line[PERIOD_COLUMNS]
+    is_deploy = line["kind"] == "deploy"
+
     def period(w: Window) -> pd.DataFrame:
-        return line.loc[(line["kind"] == "deploy") & w.mask(line["finished_at"])]
+        return slim.loc[is_deploy & w.mask(line["finished_at"])]
 
     by_service = per_service(records)
     services = sorted(by_service)
+    before = period(previous)
     document = {
         "environment": environment,
         "generatedAt": iso_z(window.end),
@@ -449,8 +458,8 @@ def compute(
         "serviceDora": {s: numbers for s, (_, numbers) in by_service.items()},
         "previousPeriod": {
             "window": previous.as_dict(),
-            "stats": deployment_stats(period(previous)),
-            "dora": dora(period(previous), days),
+            "stats": deployment_stats(before),
+            "dora": dora(before, days),
         },
         "definitions": DEFINITIONS,
     }

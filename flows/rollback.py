@@ -163,7 +163,7 @@ class _Run:
         resolution = resolve_target(rt, req, bad, interrupted)
         self.outcome.from_version = resolution.from_version
         self.outcome.to_version = resolution.target.id if resolution.target else None
-        self.deploy_failed = self._deploy_failed(resolution.current.id)
+        self.deploy_failed = self._deploy_failed(resolution)
         checks = [lock, *run_checks(rt, req, audit_id, resolution, bad)]
         checks.append(self._confirmation(resolution, checks))
         self.outcome.checks = checks
@@ -287,13 +287,13 @@ class _Run:
             return None
         return answer.confirmation
 
-    def _deploy_failed(self, version: str) -> bool:
+    def _deploy_failed(self, resolution: Resolution) -> bool:
         """Was the version being rolled back from a failed deploy? (honest outcome)"""
         if self.request.automatic:
             return True
-        records = self.rt.history.query(self.request.environment, self.request.service, limit=20)
         return any(
-            r.version == version and r.kind == "deploy" and r.status == "failed" for r in records
+            r.version == resolution.current.id and r.kind == "deploy" and r.status == "failed"
+            for r in resolution.history
         )
 
     def _finish(self, status: Status, reason: str | None) -> RollbackOutcome:

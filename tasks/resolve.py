@@ -4,14 +4,17 @@ newest older platform version; an interrupted rollback is resumed, never oversho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prefect import get_run_logger
 
 from rollback import decisions
 from rollback.errors import NotFoundError
-from rollback.models import AuditRecord, RollbackRequest, Version
+from rollback.models import AuditRecord, DeploymentRecord, RollbackRequest, Version
 from rollback.runtime import Runtime
 from tasks._common import stage
+
+HISTORY_DEPTH = 200  # newest records read per rollback
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class Resolution:
     source: str  # how the target was chosen, or why none was
     from_version: str
     resumed: str | None = None  # audit id of the interrupted rollback being resumed
+    # The service's recent deployment history, read once here and reused by the checks
+    # (migration gate) and the outcome wording.
+    history: tuple[DeploymentRecord, ...] = ()
 
 
 @stage("resolve-target")
@@ -31,26 +37,26 @@ def resolve_target(
     target = rt.target(request.environment, request.service)
     current = target.current()
     log.info("%s/%s runs %s", request.environment, request.service, current)
+    records = tuple(rt.history.query(request.environment, request.service, limit=HISTORY_DEPTH))
+
+    def resolved(version: Version | None, source: str, **kw: Any) -> Resolution:
+        kw.setdefault("from_version", current.id)
+        return Resolution(current, version, source, history=records, **kw)
 
     if interrupted and interrupted.to_version and not request.to:
         # Never roll back further than the interrupted request asked.
-        chosen = target.lookup(interrupted.to_version)
-        return Resolution(
-            current,
-            chosen,
+        return resolved(
+            target.lookup(interrupted.to_version),
             f"resuming interrupted rollback {interrupted.audit_id}",
-            interrupted.from_version or current.id,
+            from_version=interrupted.from_version or current.id,
             resumed=interrupted.audit_id,
         )
     if request.to:
         try:
-            return Resolution(
-                current, target.lookup(request.to), f"requested {request.to}", current.id
-            )
+            return resolved(target.lookup(request.to), f"requested {request.to}")
         except NotFoundError as exc:
-            return Resolution(current, None, str(exc), current.id)
+            return resolved(None, str(exc))
 
-    records = rt.history.query(request.environment, request.service, limit=200)
     for version_id in decisions.history_candidates(records, current.id, bad):
         try:
             version = target.lookup(version_id)
@@ -58,15 +64,13 @@ def resolve_target(
             log.warning("history names %s but the platform has no such version", version_id)
             continue
         if decisions.is_older(version, current) is not False:
-            return Resolution(current, version, "last successful deploy in history", current.id)
+            return resolved(version, "last successful deploy in history")
 
     for version in decisions.fallback_candidates(target.candidates(), current, bad):
         if all(c.passed for c in target.check(current, version)):  # e.g. images still in ECR
-            return Resolution(
-                current, version, "newest older platform version (no usable history)", current.id
-            )
+            return resolved(version, "newest older platform version (no usable history)")
     # A target may word this itself (e.g. "no earlier published version of FUNCTION").
     reason = getattr(
         target, "no_target_reason", f"no earlier good version of {request.service} to roll back to"
     )
-    return Resolution(current, None, reason, current.id)
+    return resolved(None, reason)

@@ -99,7 +99,7 @@ def run_checks(
             decisions.check_not_on_target(current, target, None),
             decisions.check_not_bad(target, bad),
         ]
-        checks += _migration_gate(rt, request, current.id, target.id, bad, now)
+        checks += _migration_gate(rt, request, resolution, bad, now)
         for c in rt.target(request.environment, request.service).check(current, target):
             if c.name == DESTROY_CHECK and not c.passed and request.allow_destroy:
                 c = CheckResult(c.name, True, f"{c.detail} (allowed by the request)")
@@ -113,13 +113,14 @@ def run_checks(
 def _migration_gate(
     rt: Runtime,
     request: RollbackRequest,
-    current_id: str,
-    target_id: str,
+    resolution: Resolution,
     bad: frozenset[str],
     now: datetime,
 ) -> list[CheckResult]:
-    records = rt.history.query(request.environment, request.service, limit=200)
-    checks = [decisions.check_schema(records, target_id, current_id, bad)]
+    assert resolution.target is not None
+    checks = [
+        decisions.check_schema(resolution.history, resolution.target.id, resolution.current.id, bad)
+    ]
     cfg = rt.config.service(request.environment, request.service)
     if cfg.rds_snapshot_prefix:
         latest = RdsSnapshots(credentials_block=rt.config.aws.credentials_block).latest(

@@ -47,8 +47,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    with httpx.Client(base_url=stack.api_url, timeout=30, transport=_BusyRetry()) as client:
         yield client
+
+
+class _BusyRetry(httpx.HTTPTransport):
+    """A busy SQLite server answers 503 for a moment; Prefect's own client (and the UI)
+    retry that, so the test's client does too."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(6):
+            response = super().handle_request(request)
+            if response.status_code not in (429, 503):
+                return response
+            response.read()
+            response.close()
+            time.sleep(0.25 * 2**attempt)
+        return response
 
 
 @pytest.fixture(scope="module")
@@ -183,13 +198,7 @@ def _create_run(
         },
         "enforce_parameter_schema": True,
     }
-    # A busy SQLite server answers 503 for a moment; Prefect's own client (and the UI)
-    # retry that, so the test does too.
-    for attempt in range(5):
-        resp = api.post(f"/deployments/{deployment['id']}/create_flow_run", json=body)
-        if resp.status_code not in (429, 503):
-            break
-        time.sleep(0.5 * 2**attempt)
+    resp = api.post(f"/deployments/{deployment['id']}/create_flow_run", json=body)
     resp.raise_for_status()
     return str(resp.json()["id"])
 

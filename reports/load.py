@@ -15,23 +15,15 @@ import pandas as pd
 
 from rollback.models import AuditRecord, DeploymentRecord
 from rollback.stores.audit import AuditStore
-from rollback.stores.history import HistoryStore, record_to_dict
+from rollback.stores.history import RECORD_FIELDS, HistoryStore, record_to_dict
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = (
-    "environment",
-    "service",
-    "version",
-    "status",
-    "kind",
-    "commit_sha",
-    "committed_at",
-    "started_at",
-    "finished_at",
-    "from_version",
-    "trigger",
-    "record_id",
+# The stored record's fields, less those no report number reads.
+HISTORY_COLUMNS = tuple(
+    f
+    for f in RECORD_FIELDS
+    if f not in ("image_tag", "schema_version", "min_schema_version", "max_schema_version")
 )
 HISTORY_TIMES = ("committed_at", "started_at", "finished_at")
 # Few distinct values: categoricals make filters, sorts and group-bys integer work.

@@ -66,11 +66,17 @@ def moto_server(port: int | None = None, running_tasks: int = 1) -> Iterator[str
                 time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[Any], grace_s: float = 5) -> None:
+    """Terminate a child process; kill it if it has not ended after ``grace_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def demo_config(config_path: Path, poll_interval_s: float = 0.2) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from flows.rollback import rollback_flow
 from rollback.config import load_config
 from rollback.models import DeploymentRecord, RollbackRequest, utcnow
 from rollback.runtime import Runtime
+from rollback.sandbox import stop_process
 from tests.servers import free_port, wait_http
 
 NGINX = shutil.which("nginx") or next(
@@ -156,11 +157,7 @@ def site(aws: str, tmp_path: Path) -> Iterator[Site]:
         wait_http(front, timeout=10)
         yield Site(tmp_path, front, config, ups / "active.conf", list(servers.values()))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         for server in servers.values():
             server.shutdown()
             server.server_close()

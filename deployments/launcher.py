@@ -137,7 +137,7 @@ class EmbeddedLauncher:
         from prefect.client.orchestration import get_client
         from prefect.states import Pending
 
-        from flows.rollback import rollback_flow
+        from flows.rollback_flow import rollback_flow
 
         params = flow_parameters(self.config, request, audit_id)
         # The run exists before the response goes out, so its id and URL can be returned.
@@ -167,7 +167,7 @@ class EmbeddedLauncher:
     def _run(self, key: str, audit_id: str, flow_run: Any, params: dict[str, Any]) -> None:
         from prefect.flow_engine import run_flow
 
-        from flows.rollback import rollback_flow
+        from flows.rollback_flow import rollback_flow
 
         try:
             self.results[audit_id] = run_flow(

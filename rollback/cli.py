@@ -94,7 +94,7 @@ def run(
 
 def run_flow(request: Any, config_path: str, quiet: bool = False) -> dict[str, Any]:
     """Run the rollback flow in this process, printing progress lines as they happen."""
-    from flows.rollback import rollback_flow
+    from flows.rollback_flow import rollback_flow
     from rollback import progress
 
     def show(line: str) -> None:

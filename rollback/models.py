@@ -70,6 +70,12 @@ class RollbackRequest(BaseModel):
     allow_destroy: bool = Field(
         default=False, description="Allow a rollback whose plan destroys resources."
     )
+    authenticated_by: str | None = Field(
+        default=None,
+        description="Set by the entrance: the name of the credential that admitted this "
+        "request (github-hmac, sns:<topic arn>, alarm-token, api-token, cli:<user>). Never "
+        "trusted from run parameters: the flow re-derives it (see rollback.entrance).",
+    )
 
     @property
     def automatic(self) -> bool:
@@ -117,6 +123,9 @@ class Status(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    # A request that arrived while a rollback of the service was in flight: recorded,
+    # linked to that rollback (``linked_audit_id``), never executed on its own.
+    ABSORBED = "absorbed"
 
     @property
     def final(self) -> bool:
@@ -134,6 +143,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.SUCCEEDED: frozenset(),
     Status.FAILED: frozenset(),
     Status.INTERRUPTED: frozenset(),
+    Status.ABSORBED: frozenset(),
 }
 
 
@@ -189,6 +199,8 @@ class AuditRecord:
     flow_run_id: str | None = None
     outcome_reason: str | None = None
     dry_run: bool = False
+    authenticated_by: str | None = None
+    linked_audit_id: str | None = None  # ABSORBED: the in-flight rollback it joined
 
     @property
     def finished_at(self) -> datetime | None:

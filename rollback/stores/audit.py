@@ -81,8 +81,12 @@ class AuditStore(AuditTable):
             "source_event_id": record.source_event_id,
             "dry_run": record.dry_run,
             "flow_run_id": record.flow_run_id,
+            "authenticated_by": record.authenticated_by,
+            "linked_audit_id": record.linked_audit_id,
+            "outcome_reason": record.outcome_reason,
             "transitions": [{"status": record.status.value, "at": _ts(record.requested_at)}],
         }
+        item = {k: v for k, v in item.items() if v is not None}
         try:
             self.client.put_item(
                 TableName=self.table,
@@ -299,31 +303,55 @@ class MarkerStore(AuditTable):
         except ClientError as exc:
             raise aws.translate(exc, f"clear bad mark of {version}") from exc
 
-    def claim_event(self, event_id: str, audit_id: str, ttl_days: int = 7) -> str:
+    def claim_event(
+        self,
+        event_id: str,
+        audit_id: str,
+        ttl_days: int = 7,
+        authenticated_by: str | None = None,
+    ) -> str:
         """Claim a source event for ``audit_id``; returns the audit id that holds it
-        (ours, or the one that claimed it first — a redelivery starts nothing new)."""
+        (ours, or the one that claimed it first — a redelivery starts nothing new).
+
+        The claim is also the entrance's grant: only an authenticated entrance (the
+        receiver, the health guard) claims events, so a flow run that names a claimed
+        event *and* its audit id was started by that entrance (``event_claim``)."""
         key = f"event#{event_id}"
+        item: dict[str, Any] = {
+            "audit_id": key,
+            "record_type": "event",
+            "claimed_by": audit_id,
+            "expires_at": int(time.time() + ttl_days * 86400),
+        }
+        if authenticated_by:
+            item["authenticated_by"] = authenticated_by
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item=to_item(
-                    {
-                        "audit_id": key,
-                        "record_type": "event",
-                        "claimed_by": audit_id,
-                        "expires_at": int(time.time() + ttl_days * 86400),
-                    }
-                ),
+                Item=to_item(item),
                 ConditionExpression="attribute_not_exists(audit_id)",
             )
             return audit_id
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise aws.translate(exc, f"claim event {event_id}") from exc
-        out = self.client.get_item(
-            TableName=self.table, Key=to_item({"audit_id": key}), ConsistentRead=True
-        )
-        return str(from_item(out["Item"])["claimed_by"])
+        claim = self.event_claim(event_id)
+        return claim[0] if claim else audit_id
+
+    def event_claim(self, event_id: str) -> tuple[str, str | None] | None:
+        """(audit id, credential name) of the claim on ``event_id``, or None."""
+        try:
+            out = self.client.get_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": f"event#{event_id}"}),
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"read claim of event {event_id}") from exc
+        if "Item" not in out:
+            return None
+        data = from_item(out["Item"])
+        return str(data["claimed_by"]), data.get("authenticated_by")
 
 
 def _encode_field(key: str, value: Any) -> Any:
@@ -357,6 +385,8 @@ def _record(data: dict[str, Any]) -> AuditRecord:
         flow_run_id=data.get("flow_run_id"),
         outcome_reason=data.get("outcome_reason"),
         dry_run=bool(data.get("dry_run", False)),
+        authenticated_by=data.get("authenticated_by"),
+        linked_audit_id=data.get("linked_audit_id"),
     )
 
 
@@ -379,4 +409,6 @@ def audit_dict(record: AuditRecord) -> dict[str, Any]:
         "flow_run_id": record.flow_run_id,
         "outcome_reason": record.outcome_reason,
         "dry_run": record.dry_run,
+        "authenticated_by": record.authenticated_by,
+        "linked_audit_id": record.linked_audit_id,
     }

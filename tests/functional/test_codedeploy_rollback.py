@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from flows.rollback import rollback_flow
+from flows.rollback_flow import rollback_flow
 from rollback import aws as aws_clients
 from rollback import decisions
 from rollback.errors import NotFoundError

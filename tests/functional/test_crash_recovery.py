@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from flows.rollback import rollback_flow
+from flows.rollback_flow import rollback_flow
 from rollback import aws
 from rollback.config import load_config
 from rollback.models import RollbackRequest, Status

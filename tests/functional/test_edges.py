@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.rollback import rollback_flow
+from flows.rollback_flow import rollback_flow
 from rollback.config import load_config
 from rollback.errors import StoreError
 from rollback.health import consecutive_ok

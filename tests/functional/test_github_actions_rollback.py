@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flows.rollback import rollback_flow
+from flows.rollback_flow import rollback_flow
 from rollback.errors import ConfigError, NotFoundError
 from rollback.models import DeploymentRecord, RollbackRequest, utcnow
 from rollback.targets.base import RunContext

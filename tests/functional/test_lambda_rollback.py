@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.rollback import rollback_flow
+from flows.rollback_flow import rollback_flow
 from rollback import aws as aws_clients
 from rollback import decisions
 from rollback.errors import NotFoundError

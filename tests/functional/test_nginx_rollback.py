@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.rollback import rollback_flow
+from flows.rollback_flow import rollback_flow
 from rollback.config import load_config
 from rollback.models import DeploymentRecord, RollbackRequest, utcnow
 from rollback.runtime import Runtime

@@ -710,7 +710,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _deploy_rollback_auto(api: str, pool: str) -> None:
     from prefect.utilities.callables import parameter_schema
 
-    from flows.rollback import rollback_flow
+    from flows.rollback_flow import rollback_flow
 
     httpx.post(f"{api}/work_pools/", json={"name": pool, "type": "process"}, timeout=10)
     flow = httpx.post(f"{api}/flows/", json={"name": "rollback"}, timeout=10).json()
@@ -719,7 +719,7 @@ def _deploy_rollback_auto(api: str, pool: str) -> None:
         json={
             "name": "rollback-auto",
             "flow_id": flow["id"],
-            "entrypoint": "flows.rollback.rollback_flow",
+            "entrypoint": "flows.rollback_flow.rollback_flow",
             "work_pool_name": pool,
             "pull_steps": [
                 {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}

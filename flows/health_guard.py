@@ -110,5 +110,6 @@ def _request(check: ServiceHealth, state: HealthState) -> RollbackRequest:
         reason=f"health guard: {state.failures} failed checks in a row: {state.detail}"[:500],
         requested_by="health-guard",
         trigger="health",
+        authenticated_by="health-guard",
         source_event_id=f"health:{check.environment}/{check.service}@{state.since}",
     )

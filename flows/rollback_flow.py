@@ -18,7 +18,7 @@ from prefect.exceptions import FlowPauseTimeout, ObjectNotFound
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from rollback import decisions, progress
+from rollback import decisions, entrance, progress
 from rollback.config import Config, load_config
 from rollback.errors import ConfigError, RollbackError
 from rollback.models import (
@@ -97,6 +97,7 @@ class _Run:
         flow_run = getattr(ctx, "flow_run", None)
         self.flow_run_id = str(flow_run.id) if flow_run else None
         self.in_deployment = bool(flow_run and flow_run.deployment_id)
+        self.deployment_id = flow_run.deployment_id if flow_run else None
         self.outcome = RollbackOutcome(
             status="requested",
             environment=request.environment,
@@ -116,6 +117,15 @@ class _Run:
         progress.emit(event)
 
     def go(self) -> RollbackOutcome:
+        # 0. Which entrance asked: a deployment run's parameters never make it automatic.
+        admission = self._admit()
+        self.request = self.request.model_copy(
+            update={
+                "trigger": admission.trigger,
+                "authenticated_by": admission.authenticated_by,
+            }
+        )
+        self.outcome.trigger = admission.trigger
         req, rt, audit_id = self.request, self.rt, self.outcome.audit_id
         rt.run_context = RunContext(
             audit_id=audit_id,
@@ -127,7 +137,13 @@ class _Run:
         )
         # 1. The audit record exists before anything is checked or changed.
         open_audit(rt, req, audit_id, self.flow_run_id)
-        self.step(f"requested by {req.requested_by} ({req.trigger}): {req.reason or 'no reason'}")
+        self.step(
+            f"requested by {req.requested_by} ({req.trigger}, via {req.authenticated_by}): "
+            f"{req.reason or 'no reason'}"
+        )
+        if admission.note:
+            self.log.warning("%s", admission.note)
+            self.step(admission.note)
         try:
             # On a Prefect server, a service's runs also take its global concurrency
             # slot, so the UI shows who holds the service (the lease lock still decides).
@@ -148,7 +164,30 @@ class _Run:
             return self._finish(Status.FAILED, f"{exc} (nothing was changed)")
         finally:
             if self.locked:
-                release_lock(rt, req, audit_id)
+                try:
+                    release_lock(rt, req, audit_id)
+                except RollbackError as exc:  # the lease runs out by itself
+                    self.log.warning("could not release the lock (its lease expires): %s", exc)
+
+    def _admit(self) -> entrance.Admission:
+        """The trigger and credential this run really has (see ``rollback.entrance``)."""
+        import getpass
+
+        req, audit_id = self.request, self.outcome.audit_id
+        deployment: str | None = None
+        claim = None
+        if self.deployment_id is not None:
+            with get_client(sync_client=True) as client:
+                deployment = client.read_deployment(self.deployment_id).name
+            self.rt.ensure_tables()
+            claim = self.rt.markers.event_claim(entrance.claim_key(req, audit_id))
+        return entrance.admit(
+            req,
+            audit_id=audit_id,
+            deployment=deployment,
+            claim=claim,
+            local_user=getpass.getuser(),
+        )
 
     def _checked_rollback(self) -> RollbackOutcome:
         req, rt, audit_id = self.request, self.rt, self.outcome.audit_id
@@ -288,13 +327,26 @@ class _Run:
         return answer.confirmation
 
     def _deploy_failed(self, resolution: Resolution) -> bool:
-        """Was the version being rolled back from a failed deploy? (honest outcome)"""
-        if self.request.automatic:
+        """Was the version being rolled back from a failed deploy? Only when the history
+        says so, or the trigger was a failed-deploy event (honest outcome)."""
+        if self.request.trigger == "webhook":  # a failed deploy run or deployment status
             return True
         return any(
             r.version == resolution.current.id and r.kind == "deploy" and r.status == "failed"
             for r in resolution.history
         )
+
+    def _cause(self) -> str | None:
+        """What started an automatic rollback that was not a failed deploy."""
+        req = self.request
+        if req.trigger == "alarm":
+            name = req.requested_by.removeprefix("cloudwatch:")
+            return f"Alarm {name!r} fired"
+        if req.trigger == "health":
+            return "Health check failed"
+        if req.automatic:
+            return f"Automatic trigger {req.trigger!r}"
+        return None
 
     def _finish(self, status: Status, reason: str | None) -> RollbackOutcome:
         req, rt, out = self.request, self.rt, self.outcome
@@ -302,6 +354,19 @@ class _Run:
         out.status = status.value
         out.reason = reason
         out.duration_s = round(time.monotonic() - self.started, 3)
+        try:
+            self._record_final(status, reason)
+        except RollbackError as exc:
+            # AWS went away after the change: the run still ends, says where it stands,
+            # and tells people; the record stays in flight until the next request finds it.
+            self.log.error("could not record the outcome: %s", exc)
+            out.reason = (f"{reason}; " if reason else "") + (
+                f"the outcome could not be recorded ({exc}): the next request for "
+                f"{req.environment}/{req.service} marks this attempt interrupted and "
+                "resumes from what the service runs"
+            )
+            if status != Status.REFUSED:
+                out.status = Status.FAILED.value
         out.headline = decisions.headline(
             out.status,
             req.environment,
@@ -309,7 +374,17 @@ class _Run:
             out.from_version,
             out.to_version,
             self.deploy_failed,
+            self._cause(),
         )
+        self.step(out.headline + (f" — {out.reason}" if out.reason else ""))
+        try:
+            notify(rt, out, rt.config.flow_run_url(self.flow_run_id))
+        except RollbackError as exc:  # a lost notification never changes the outcome
+            self.log.error("notification failed: %s", exc)
+        return out
+
+    def _record_final(self, status: Status, reason: str | None) -> None:
+        req, rt, out = self.request, self.rt, self.outcome
         record_status(
             rt,
             out.audit_id,
@@ -334,12 +409,6 @@ class _Run:
                     record_id=out.audit_id,
                 )
             )
-        self.step(out.headline + (f" — {reason}" if reason else ""))
-        try:
-            notify(rt, out, rt.config.flow_run_url(self.flow_run_id))
-        except RollbackError as exc:  # a lost notification never changes the outcome
-            self.log.error("notification failed: %s", exc)
-        return out
 
 
 def _seconds(value: float | None) -> Any:

@@ -259,16 +259,21 @@ def headline(
     from_version: str | None,
     to_version: str | None,
     deploy_failed: bool,
+    cause: str | None = None,
 ) -> str:
-    """One honest line: a failed deploy that was rolled back is never called a success."""
+    """One honest line: a failed deploy that was rolled back is never called a success,
+    and a deploy is only called failed when the history or the triggering event says so;
+    otherwise ``cause`` (e.g. "Alarm 'api-5xx' fired") says what started the rollback."""
     where = f"{environment}/{service}"
     move = f"{from_version or '?'} → {to_version or '?'}"
+    if deploy_failed:
+        cause = f"Deploy of {from_version} failed"
     if status == "succeeded":
-        if deploy_failed:
-            return f"Deploy of {from_version} failed, rollback succeeded: {where} {move}"
+        if cause:
+            return f"{cause}, rollback succeeded: {where} {move}"
         return f"Rollback succeeded: {where} {move}"
     if status == "failed":
-        prefix = f"Deploy of {from_version} failed and the " if deploy_failed else "The "
+        prefix = f"{cause} and the " if cause else "The "
         return f"{prefix}rollback FAILED: {where} {move}, needs a human"
     if status == "refused":
         return f"Rollback refused, nothing changed: {where}"

@@ -29,17 +29,19 @@ def open_audit(
         source_event_id=request.source_event_id,
         flow_run_id=flow_run_id,
         dry_run=request.dry_run,
+        authenticated_by=request.authenticated_by,
     )
     # A retry after a lost response finds the record already there: that is fine.
     with contextlib.suppress(AlreadyRecordedError):
         rt.audit.create(record)
     get_run_logger().info(
-        "audit %s: %s/%s requested by %s (%s)",
+        "audit %s: %s/%s requested by %r (%s, via %s)",
         audit_id,
         request.environment,
         request.service,
         request.requested_by,
         request.trigger,
+        request.authenticated_by,
     )
 
 

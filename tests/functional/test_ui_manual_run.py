@@ -90,6 +90,24 @@ def test_the_form_has_every_request_field_with_its_description(
     assert deployment["work_pool_name"] == "rollback-pool"
 
 
+def test_a_form_trigger_never_makes_a_manual_run_automatic(
+    api: httpx.Client, deployment: dict[str, Any], stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a Custom Run of prod/api whose parameters claim an automatic trigger
+    run_id = _create_run(api, deployment, reason="ui test: forged trigger", trigger="webhook")
+    # WHEN it runs on the worker
+    # THEN it still pauses for the typed confirmation: no entrance granted "webhook"
+    paused = _wait_state(api, run_id, {"PAUSED", "COMPLETED", "FAILED", "CRASHED"})
+    assert paused["type"] == "PAUSED", paused
+    _use_sandbox(monkeypatch, stack)
+    record = _audit_of(stack, run_id)
+    assert record.trigger == "manual"
+    assert record.authenticated_by == "prefect-deployment:rollback-manual"
+    _resume(api, run_id, "no")  # refused: nothing changes
+    _wait_state(api, run_id, {"COMPLETED", "FAILED", "CRASHED"})
+    assert _ecs_task_definition("api").endswith("api:4")
+
+
 def test_wrong_confirmation_is_refused_and_changes_nothing(
     api: httpx.Client, deployment: dict[str, Any], stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,7 +200,11 @@ def test_ui_pages_render(
 
 # -- the UI's calls ----------------------------------------------------------------------------
 def _create_run(
-    api: httpx.Client, deployment: dict[str, Any], reason: str, service: str = "api"
+    api: httpx.Client,
+    deployment: dict[str, Any],
+    reason: str,
+    service: str = "api",
+    **fields: Any,
 ) -> str:
     """What Custom Run → Submit sends."""
     body = {
@@ -194,6 +216,7 @@ def _create_run(
                 "reason": reason,
                 "requested_by": "ui-test",
                 "dry_run": False,
+                **fields,
             }
         },
         "enforce_parameter_schema": True,

@@ -169,6 +169,34 @@ class _Run:
                 except RollbackError as exc:  # the lease runs out by itself
                     self.log.warning("could not release the lock (its lease expires): %s", exc)
 
+    def _end_dead_run(self, flow_run_id: str | None, dead_audit_id: str) -> None:
+        """The dead attempt's flow run would stay RUNNING forever (its process is gone):
+        end it CRASHED, naming who found it. Best effort: the audit already says it."""
+        from uuid import UUID
+
+        from prefect.states import Crashed
+
+        if not flow_run_id:
+            return
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(UUID(flow_run_id))
+                if run.state is None or run.state.is_final():
+                    return
+                client.set_flow_run_state(
+                    run.id,
+                    Crashed(
+                        message=f"rollback {dead_audit_id} was interrupted (its process ended); "
+                        f"found and resumed by {self.outcome.audit_id}"
+                    ),
+                    force=True,
+                )
+            self.log.warning(
+                "flow run %s of rollback %s marked crashed", flow_run_id, dead_audit_id
+            )
+        except Exception as exc:  # noqa: BLE001 - another server's run, or none: the audit tells
+            self.log.info("could not end flow run %s: %s", flow_run_id, type(exc).__name__)
+
     def _admit(self) -> entrance.Admission:
         """The trigger and credential this run really has (see ``rollback.entrance``)."""
         import getpass
@@ -197,6 +225,7 @@ class _Run:
         interrupted = recover_interrupted(rt, req, audit_id) if lock.passed else None
         if interrupted:
             self.step(f"found interrupted rollback {interrupted.audit_id}: marked interrupted")
+            self._end_dead_run(interrupted.flow_run_id, interrupted.audit_id)
         # 3. Target, then every check (all recorded, even after one fails).
         bad = bad_versions(rt, req)
         resolution = resolve_target(rt, req, bad, interrupted)

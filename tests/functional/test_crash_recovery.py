@@ -93,6 +93,19 @@ def test_killed_rollback_is_marked_interrupted_and_resumed(
     assert service_task_definition("api-stuck") == "api:3"
     assert not any("UpdateService" in target for target in stats.forwarded)
     assert any("resuming interrupted rollback" in c["detail"] for c in result["checks"])
+    # AND the dead process's flow run no longer shows RUNNING: it ended CRASHED
+    assert _flow_run_state(dead.flow_run_id) == "CRASHED"
+
+
+def _flow_run_state(flow_run_id: str | None) -> str | None:
+    from uuid import UUID
+
+    from prefect import get_client
+
+    assert flow_run_id
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(flow_run_id)).state
+    return state.type.value if state else None
 
 
 def aws_ecs() -> Any:

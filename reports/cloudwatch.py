@@ -16,7 +16,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rollback import aws
-from rollback.config.reports import MetricSpec, ReportsConfig
+from rollback.config.reporting import MetricSpec, ReportsConfig
 
 log = logging.getLogger(__name__)
 PERIOD_S = 3600

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rollback.config.reports import ReportsConfig
+from rollback.config.reporting import ReportsConfig
 from rollback.config.webhooks import AlarmRoute, HealthGuardConfig, WebhooksConfig
 from rollback.errors import ConfigError
 from rollback.targets.base import ServiceConfig, format_validation_errors, parse_service_config

@@ -44,14 +44,42 @@ class GithubWebhookConfig(_Strict):
         default_factory=list,
         description="GitHub logins whose runs never trigger a rollback (our own bot)",
     )
+    events: list[str] = Field(
+        default_factory=lambda: ["push", "workflow_dispatch", "schedule", "release", "deployment"],
+        description="workflow_run.event values that may trigger a rollback; a pull_request "
+        "run (or any other) never does",
+    )
     rules: list[GithubRule] = Field(default_factory=list)
 
 
 class SnsConfig(_Strict):
     topic_arns: list[str] = Field(
-        default_factory=list, description="topics accepted (empty: any topic)"
+        default_factory=list,
+        description="topics accepted; empty: no topic is accepted (SNS is off)",
     )
-    confirm_subscriptions: bool = True
+    confirm_subscriptions: bool = Field(
+        default=True, description="confirm subscriptions, only to the topics above"
+    )
+    max_age_s: int = Field(
+        default=3600, gt=0, description="refuse messages whose Timestamp is older than this"
+    )
+    clock_skew_s: int = Field(
+        default=300, ge=0, description="refuse messages stamped further in the future"
+    )
+    cert_cache_size: int = Field(
+        default=64, gt=0, description="signing certificates kept (least recently used dropped)"
+    )
+    cert_fetch_timeout_s: float = Field(
+        default=3, gt=0, description="a certificate or SubscribeURL fetch gives up after this"
+    )
+
+
+class CloudwatchWebhookConfig(_Strict):
+    token_env: str = Field(
+        default="ROLLBACK_ALARM_TOKEN",
+        description="env var holding the bearer token of the alarm shapes (alarm action, "
+        "EventBridge API destination); unset: those shapes are refused. Never the API token.",
+    )
 
 
 Mode = Literal["auto", "embedded", "deployment"]
@@ -60,7 +88,11 @@ Mode = Literal["auto", "embedded", "deployment"]
 class WebhooksConfig(_Strict):
     github: GithubWebhookConfig | None = None
     sns: SnsConfig = Field(default_factory=SnsConfig)
-    api_token_env: str = "ROLLBACK_API_TOKEN"
+    cloudwatch: CloudwatchWebhookConfig = Field(default_factory=CloudwatchWebhookConfig)
+    api_token_env: str = Field(
+        default="ROLLBACK_API_TOKEN",
+        description="env var holding the bearer token of POST /rollback and /deployment/*",
+    )
     max_body_bytes: int = Field(default=MIB, gt=0)
     mode: Mode = Field(
         default="auto",

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from reports.cloudwatch import CloudWatchMetrics, MetricQuery
 from rollback.cli import app
-from rollback.config.reports import MetricSpec
+from rollback.config.reporting import MetricSpec
 from rollback.models import AuditRecord, DeploymentRecord, Status
 from rollback.stores.audit import AuditStore
 from rollback.stores.history import HistoryStore

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from reports.cloudwatch import MetricSeries, metric_queries, metrics_document, summarize
-from rollback.config.reports import MetricSpec, ReportsConfig
+from rollback.config.reporting import MetricSpec, ReportsConfig
 
 
 def test_summary_of_hourly_datapoints() -> None:

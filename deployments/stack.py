@@ -502,6 +502,15 @@ def _api(api_url: str, method: str, path: str, body: Any, ok_conflict: bool = Fa
     return json.loads(text) if text else {}
 
 
+def _reports_dir(stack: Stack) -> str:
+    """Where the report deployments write (a relative out_dir is under the repository,
+    the workers' working directory)."""
+    from rollback.config import load_config
+
+    out_dir = load_config(stack.config).reports.out_dir
+    return str(ROOT / out_dir) if out_dir else "none (reports.out_dir is empty)"
+
+
 # -- CLI ------------------------------------------------------------------------------------
 def _flag(name: str) -> bool:
     return os.environ.get(name, "0").lower() in ("1", "true", "yes")
@@ -558,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Receiver:    {stack.receiver_url}  (bearer token in {stack.token_file})")
     print(f"Config:      {stack.config}")
     print(f"Logs:        {Path(stack.state_dir, 'logs')}")
+    print(f"Reports:     {_reports_dir(stack)}")
     print("Use it from a shell:")
     for key in ("PREFECT_API_URL", "AWS_ENDPOINT_URL", "ROLLBACK_CONFIG"):
         if key in stack.env:

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from prefect import flow, get_client, get_run_logger
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.exceptions import FlowPauseTimeout, ObjectNotFound
@@ -43,7 +44,7 @@ from tasks.stabilize import stabilize
 from tasks.verify import verify
 
 CONFIRM_TIMEOUT_S = 900
-SLOT_WAIT_S = 2  # a second run of the same service is refused, not queued behind it
+HTTP_LOCKED = 423  # the server's answer when the service's slot is held
 
 
 class ConfirmRollback(RunInput):
@@ -149,11 +150,15 @@ class _Run:
             # slot, so the UI shows who holds the service (the lease lock still decides).
             with self._service_slot():
                 return self._checked_rollback()
-        except TimeoutError:
+        except ConcurrencySlotAcquisitionError as exc:
+            where = f"{req.environment}/{req.service}"
+            if not _slot_held(exc):
+                return self._finish(
+                    Status.FAILED,
+                    f"could not take the concurrency slot of {where}: {exc} (nothing was changed)",
+                )
             slot = CheckResult(
-                "service_slot",
-                False,
-                f"another run holds the concurrency slot of {req.environment}/{req.service}",
+                "service_slot", False, f"another run holds the concurrency slot of {where}"
             )
             self.outcome.checks = [slot]
             return self._finish(Status.REFUSED, slot.detail)
@@ -261,12 +266,15 @@ class _Run:
             checks=self.outcome.checks,
         )
         try:
-            mark_bad(rt, req, resolution.from_version)
             if resolution.current.id != target.id:
                 execute(rt, req, target, audit_id)
                 self.step(f"switched to {target}")
             else:
                 self.step(f"already on {target} (resumed): nothing to switch")
+            # Only a switch that happened marks the version left (a switch that failed and
+            # was undone changed nothing). A crash before this line leaves the audit record
+            # `executing`; the next request resumes it and marks from_version here.
+            mark_bad(rt, req, resolution.from_version)
             # 5. Stabilize: wait for the platform to settle on the target.
             record_status(rt, audit_id, Status.STABILIZING)
             stable = stabilize(rt, req, target, audit_id)
@@ -299,7 +307,10 @@ class _Run:
             except ObjectNotFound:
                 self.log.warning("no concurrency limit %s on the server: lock only", name)
                 return nullcontext()
-        return concurrency(name, occupy=1, strict=True, timeout_seconds=SLOT_WAIT_S)
+        # A second run of the same service is refused, not queued behind it: no retry
+        # after the server's 423. No timeout either: a busy server is slow, not "held"
+        # (a 2 s timeout refused lone runs when several runs started at once).
+        return concurrency(name, occupy=1, strict=True, max_retries=0)
 
     def _confirmation(self, resolution: Resolution, checks: list[CheckResult]) -> CheckResult:
         req, cfg = self.request, self.rt.config
@@ -438,6 +449,12 @@ class _Run:
                     record_id=out.audit_id,
                 )
             )
+
+
+def _slot_held(exc: ConcurrencySlotAcquisitionError) -> bool:
+    """Did the server answer "held" (423), rather than fail to answer?"""
+    response = getattr(exc.__cause__, "response", None)
+    return getattr(response, "status_code", None) == HTTP_LOCKED
 
 
 def _seconds(value: float | None) -> Any:

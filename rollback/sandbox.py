@@ -124,6 +124,9 @@ def demo_config(config_path: Path, poll_interval_s: float = 0.2) -> dict[str, An
                 },
             },
         },
+        # Next to the config, absolute: a worker runs the report flow from the repository
+        # root, and the sandbox's reports belong to the sandbox (not to ./reports-out).
+        "reports": {"out_dir": str(config_path.parent.resolve() / "reports")},
     }
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))

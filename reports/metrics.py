@@ -444,7 +444,7 @@ def compute(
     by_service = per_service(records)
     services = sorted(by_service)
     before = period(previous)
-    document = {
+    document: dict[str, Any] = {
         "environment": environment,
         "generatedAt": iso_z(window.end),
         "window": window.as_dict(),

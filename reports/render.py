@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from reports.metrics import Report
+from rollback.text import markdown_escape
 
 CFR_THRESHOLD_PERCENT = 15.0
 TTR_THRESHOLD_HOURS = 1.0
@@ -87,9 +88,10 @@ def recommendations(report: Report) -> list[Recommendation]:
             out.append(
                 Recommendation(
                     f"{REPEATED_AUTO_ROLLBACKS} or more automatic rollbacks of one service",
-                    f"{service} was rolled back automatically "
+                    f"{markdown_escape(service)} was rolled back automatically "
                     f"{numbers['automaticRollbacks']} times.",
-                    f"Find what keeps breaking {service}; its alarms may also be too sensitive.",
+                    f"Find what keeps breaking {markdown_escape(service)}; its alarms may also "
+                    "be too sensitive.",
                 )
             )
     missing = dora["deploymentsWithoutCommitTime"]
@@ -158,7 +160,7 @@ def _services(report: Report) -> list[str]:
     ]
     for r in report.services:
         lines.append(
-            f"| {r['service']} | {r['totalDeployments']} | {r['successfulDeployments']} | "
+            f"| {_text(r['service'])} | {r['totalDeployments']} | {r['successfulDeployments']} | "
             f"{r['failedDeployments']} | {_num(r['successRate'], '%')} | "
             f"{_num(r['averageDuration'], ' s')} | {_num(r['changeFailureRatePercent'], '%')} | "
             f"{r['rollbacks']} | {_num(r['timeToRestoreHoursMedian'], ' h')} |"
@@ -167,7 +169,8 @@ def _services(report: Report) -> list[str]:
 
 
 def _text(value: Any) -> str:
-    return "—" if value is None or pd.isna(value) else str(value).replace("|", "\\|")
+    """A value from the history or audit log (outside text), escaped for markdown."""
+    return "—" if value is None or pd.isna(value) else markdown_escape(value)
 
 
 def _rollbacks(report: Report) -> list[str]:
@@ -207,7 +210,7 @@ def summary_markdown(report: Report, chart_name: str | None, timezone: str = "UT
         end = w.end.tz_convert(ZoneInfo(timezone))
         local = f" ({end:%Y-%m-%d %H:%M} {timezone})"
     lines = [
-        f"# Deployment summary — {report.environment}",
+        f"# Deployment summary — {markdown_escape(report.environment)}",
         "",
         f"Window: {w.start:%Y-%m-%d %H:%M} → {w.end:%Y-%m-%d %H:%M} UTC ({w.days} days), "
         f"generated {doc['generatedAt']}{local}. Changes compare with the {w.days} days before.",

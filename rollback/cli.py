@@ -3,6 +3,7 @@ a refused rollback exits 3; a failed one exits 1; success (or a plan) exits 0.""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import typer  # noqa: E402
 from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 
-from rollback.errors import ConfigError, RollbackError  # noqa: E402
+from rollback.errors import ConfigError, MissingTableError, RollbackError  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 STATUS_EXIT = {
@@ -66,6 +67,14 @@ def run(
     allow_destroy: Annotated[
         bool, typer.Option(help="Allow plans that destroy resources.")
     ] = False,
+    force_order: Annotated[
+        bool,
+        typer.Option(
+            "--force-order",
+            help="Vouch that --to is older when neither the platform nor the history can "
+            "tell (recorded in the audit).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Last stdout line is JSON.")] = False,
 ) -> None:
     """Roll a service back through the rollback flow."""
@@ -83,6 +92,7 @@ def run(
         dry_run=dry_run,
         confirmation=confirm,
         allow_destroy=allow_destroy,
+        force_order=force_order,
     )
     result = run_flow(request, config, quiet=as_json)
     if as_json:
@@ -96,10 +106,16 @@ def run_flow(request: Any, config_path: str, quiet: bool = False) -> dict[str, A
     """Run the rollback flow in this process, printing progress lines as they happen."""
     from flows.rollback_flow import rollback_flow
     from rollback import progress
+    from rollback.cli_console import one_line_console
+    from rollback.local_api import tie_temporary_api
+    from rollback.text import log_safe
+
+    one_line_console()  # one line per warning, never a traceback (the UI keeps them)
+    tie_temporary_api()  # a killed CLI leaves no temporary Prefect server behind
 
     def show(line: str) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
-        typer.echo(f"[{stamp}] {line}", err=quiet)
+        typer.echo(f"[{stamp}] {log_safe(line)}", err=quiet)
 
     unsubscribe = progress.subscribe(show)
     try:
@@ -192,10 +208,18 @@ def history_import(
 
 
 def _clear_redeployed(rt: Any, records: list[Any]) -> None:
-    """A successful deploy of a version takes it off the bad list."""
+    """A successful deploy that finished after a version was marked bad takes it off the
+    bad list (a reused nginx color carrying a new release); an old one never does."""
+    from rollback import decisions
+
+    marks: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
-        if r.kind == "deploy" and r.status == "success":
-            rt.markers.clear_bad(r.environment, r.service, r.version)
+        key = (r.environment, r.service)
+        if key not in marks:
+            marks[key] = rt.markers.bad_marks(*key)
+        if r.version in marks[key] and decisions.clears_mark(r, marks[key][r.version]):
+            # Conditional in the store too: a mark made meanwhile is never cleared.
+            rt.markers.clear_bad(*key, r.version, deployed_at=r.finished_at or r.started_at)
 
 
 @app.command("record-deployment")
@@ -252,10 +276,51 @@ def audit(
 
     rt = Runtime(_config(config))
     rt.ensure_tables()
+    if audit_id.startswith("unmark-"):  # the record of a `rollback unmark`
+        unmarked = rt.markers.unmark_record(audit_id)
+        if unmarked is None:
+            raise _err(f"no audit record {audit_id!r}")
+        typer.echo(json.dumps(unmarked, indent=2))
+        return
     record = rt.audit.get(audit_id)
     if record is None:
         raise _err(f"no audit record {audit_id!r}")
     typer.echo(json.dumps(audit_dict(record), indent=2))
+
+
+@app.command()
+def unmark(
+    config: ConfigOpt,
+    env: EnvOpt,
+    service: Annotated[str, typer.Option("--service", "-s")],
+    version: Annotated[str, typer.Option(help="The version marked bad.")],
+    reason: Annotated[str, typer.Option(help="Why it is good again (audited).")],
+    by: Annotated[str, typer.Option("--by", help="Who vouches for it (audited).")],
+) -> None:
+    """Take a version off the bad list (audited): rollbacks may choose it again."""
+    from rollback.runtime import Runtime
+
+    if not reason.strip() or not by.strip():
+        raise _err("unmark needs a --reason and a --by")
+    cfg = _config(config)
+    cfg.service(env, service)
+    rt = Runtime(cfg)
+    rt.ensure_tables()
+    marks = rt.markers.bad_marks(env, service)
+    if version not in marks:
+        raise _err(f"{version} is not marked bad for {env}/{service}: nothing to unmark")
+    # The audit record is written before the mark goes, so no unmark is ever unrecorded.
+    audit_id = rt.markers.record_unmark(
+        env,
+        service,
+        version,
+        reason=reason,
+        requested_by=by,
+        marked_at=marks[version],
+        authenticated_by=f"cli:{getpass.getuser()}",
+    )
+    rt.markers.clear_bad(env, service, version)
+    typer.echo(f"unmarked {env}/{service} {version}; audit id {audit_id}")
 
 
 @app.command()
@@ -338,16 +403,29 @@ _register_report(app)
 
 
 def main() -> None:
+    # Every error ends in one line on stderr (outside text in it escaped), never a
+    # traceback; ROLLBACK_DEBUG=1 shows the traceback of an unexpected one.
+    from rollback.text import log_safe
+
     try:
         app()
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except (ConfigError, MissingTableError) as exc:  # fix the input or the setup
+        typer.echo(f"error: {log_safe(exc)}", err=True)
         sys.exit(EXIT_USAGE)
     except RollbackError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {log_safe(exc)}", err=True)
         sys.exit(EXIT_FAILED)
     except (BotoCoreError, ClientError) as exc:  # e.g. no credentials, access denied
-        typer.echo(f"error: AWS: {exc}", err=True)
+        typer.echo(f"error: AWS: {log_safe(exc)}", err=True)
+        sys.exit(EXIT_FAILED)
+    except Exception as exc:
+        if os.environ.get("ROLLBACK_DEBUG"):
+            raise
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {log_safe(exc)} "
+            "(ROLLBACK_DEBUG=1 shows the traceback)",
+            err=True,
+        )
         sys.exit(EXIT_FAILED)
 
 

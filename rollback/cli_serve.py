@@ -45,6 +45,9 @@ def serve(
     launcher = make_launcher(cfg, chosen)
     if isinstance(launcher, EmbeddedLauncher):
         typer.echo("starting in embedded mode: rollbacks run in this process")
+        from rollback.local_api import tie_temporary_api
+
+        tie_temporary_api()  # from the main thread: a killed receiver leaves no server
         launcher.warm_up()  # the first webhook must not wait for a Prefect API to start
     else:
         typer.echo(f"starting in deployment mode: runs of {launcher.deployment}")  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@ outcome is called. No boto3, no Prefect: plain functions over plain models."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -66,17 +67,138 @@ def fallback_candidates(
 
 
 # -- safety checks ------------------------------------------------------------------------
-def check_target_older(current: Version, target: Version) -> CheckResult:
+def _deployed_at(record: DeploymentRecord) -> datetime | None:
+    return record.started_at or record.finished_at
+
+
+def _last_deploy(records: Iterable[DeploymentRecord], version_id: str) -> datetime | None:
+    """When ``version_id`` last went live by a deploy (of any outcome); rollbacks to it
+    do not count: they say nothing about which release came first."""
+    times = [
+        t
+        for r in records
+        if r.kind == "deploy" and version_id in (r.version, r.image_tag)
+        for t in (_deployed_at(r),)
+        if t is not None
+    ]
+    return max(times) if times else None
+
+
+def version_order(
+    target: Version, current: Version, records: Iterable[DeploymentRecord] = ()
+) -> tuple[bool | None, str]:
+    """(is the target older than current?, on what basis). The platform's order where it
+    has one, else the history's deploy times (the latest deploy of each); None when
+    neither can tell."""
     older = is_older(target, current)
-    if older is None:
-        return CheckResult("target_older", True, f"{target} has no version order: not compared")
+    if older is not None:
+        return older, "platform order"
+    records = list(records)
+    target_at, current_at = _last_deploy(records, target.id), _last_deploy(records, current.id)
+    if target_at is None or current_at is None:
+        unknown = [str(v) for v, at in ((target, target_at), (current, current_at)) if at is None]
+        return None, f"no deploy of {' or '.join(unknown)} in the history"
+    basis = f"history: {target.id} deployed {target_at:%Y-%m-%d %H:%M}, {current.id} {current_at:%Y-%m-%d %H:%M}"
+    return target_at < current_at, basis
+
+
+def check_target_older(
+    current: Version,
+    target: Version,
+    records: Iterable[DeploymentRecord] = (),
+    *,
+    automatic: bool = False,
+    force_order: bool = False,
+    requested_by: str = "",
+) -> CheckResult:
+    """A rollback only goes back. An order that cannot be established is refused for
+    automatic triggers; a human may override it (``force_order``), and the detail says so."""
+    older, basis = version_order(target, current, records)
     if older:
-        return CheckResult("target_older", True, f"{target} is older than {current}")
+        return CheckResult("target_older", True, f"{target} is older than {current} ({basis})")
+    if older is False:
+        return CheckResult(
+            "target_older",
+            False,
+            f"{target} is not older than the current {current} ({basis}): "
+            "a rollback only goes back",
+        )
+    if automatic:
+        return CheckResult(
+            "target_older",
+            False,
+            f"cannot tell whether {target} is older than {current} ({basis}): "
+            "an automatic rollback needs a known order",
+        )
+    if force_order:
+        return CheckResult(
+            "target_older",
+            True,
+            f"order of {target} and {current} unknown ({basis}): forced by "
+            f"{requested_by or 'the requester'} with --force-order",
+        )
     return CheckResult(
         "target_older",
         False,
-        f"{target} is not older than the current {current}: a rollback only goes back",
+        f"cannot tell whether {target} is older than {current} ({basis}): "
+        "check it and rerun with --force-order",
     )
+
+
+def check_known_version(
+    target: Version,
+    spec: str | None,
+    records: Iterable[DeploymentRecord],
+    *,
+    pattern: str | None = None,
+    image_found: bool | None = None,
+) -> CheckResult:
+    """For platforms that cannot prove a version is the service's own: the target must be
+    a successful deploy of this service in the history, or match ``pattern`` (whole) and,
+    when ``image_found`` is not None (an ECR repository is configured), exist there."""
+    names = {target.id, *([spec.strip()] if spec and spec.strip() else [])}
+    for record in records:
+        if (
+            record.kind == "deploy"
+            and record.status == "success"
+            and names & {record.version, record.image_tag}
+        ):
+            when = _deployed_at(record)
+            at = f" on {when:%Y-%m-%d %H:%M}" if when else ""
+            return CheckResult(
+                "known_version", True, f"{target} was deployed successfully{at} (history)"
+            )
+    matched = pattern_match(pattern, target, spec)
+    if matched is None:
+        hint = f" and does not match version_pattern {pattern}" if pattern else ""
+        return CheckResult(
+            "known_version",
+            False,
+            f"{target} was never deployed successfully to this service (history){hint}: "
+            "refusing a version this service never ran",
+        )
+    if image_found is None:
+        return CheckResult("known_version", True, f"{matched} matches version_pattern {pattern}")
+    if image_found:
+        return CheckResult(
+            "known_version", True, f"{matched} matches version_pattern {pattern}, image in ECR"
+        )
+    return CheckResult(
+        "known_version",
+        False,
+        f"{matched} matches version_pattern {pattern} but has no image in ECR",
+    )
+
+
+def pattern_match(pattern: str | None, target: Version, spec: str | None) -> str | None:
+    """The version text (the target id, else the requested spec) that ``pattern`` matches
+    whole, or None."""
+    if not pattern:
+        return None
+    for text in (target.id, (spec or "").strip()):
+        if text and re.fullmatch(pattern, text):
+            return text
+    return None
 
 
 def check_not_on_target(current: Version, target: Version, resumed: str | None) -> CheckResult:
@@ -183,11 +305,7 @@ def check_schema(
     (failed deploys count: their migration may have run). A release's range is the
     ``min/max_schema_version`` of its newest deploy record. Unknown data never blocks.
     """
-    deploys = sorted(
-        (r for r in records if r.kind == "deploy"),
-        key=lambda r: r.started_at or r.finished_at or datetime.min,
-        reverse=True,
-    )
+    deploys = _newest_deploys(records)
     schema = next((r.schema_version for r in deploys if r.schema_version is not None), None)
     target = next(
         (
@@ -206,7 +324,45 @@ def check_schema(
             True,
             f"{target_id} runs on schema {_range(target)}; the database is at {schema}",
         )
-    safe = next(
+    safe = _safe_version(deploys, schema, target_id, current_id, bad)
+    return CheckResult(
+        "schema_compatible",
+        False,
+        f"{target_id} runs on schema {_range(target)} but the database is at {schema}; "
+        + (f"newest safe target: {safe}" if safe else "no earlier version runs on it"),
+    )
+
+
+def schema_safe_target(
+    records: Sequence[DeploymentRecord], target_id: str, current_id: str, bad: frozenset[str]
+) -> str | None:
+    """The migration gate's newest safe target when ``target_id`` cannot run on the
+    database schema; None when the target is fine or nothing earlier is safe."""
+    if check_schema(records, target_id, current_id, bad).passed:
+        return None
+    deploys = _newest_deploys(records)
+    schema = next((r.schema_version for r in deploys if r.schema_version is not None), None)
+    if schema is None:
+        return None
+    return _safe_version(deploys, schema, target_id, current_id, bad)
+
+
+def _newest_deploys(records: Iterable[DeploymentRecord]) -> list[DeploymentRecord]:
+    return sorted(
+        (r for r in records if r.kind == "deploy"),
+        key=lambda r: r.started_at or r.finished_at or datetime.min,
+        reverse=True,
+    )
+
+
+def _safe_version(
+    deploys: Sequence[DeploymentRecord],
+    schema: int,
+    target_id: str,
+    current_id: str,
+    bad: frozenset[str],
+) -> str | None:
+    return next(
         (
             r.version
             for r in deploys
@@ -216,12 +372,6 @@ def check_schema(
             and _runs_on(r, schema)
         ),
         None,
-    )
-    return CheckResult(
-        "schema_compatible",
-        False,
-        f"{target_id} runs on schema {_range(target)} but the database is at {schema}; "
-        + (f"newest safe target: {safe}" if safe else "no earlier version runs on it"),
     )
 
 
@@ -249,6 +399,17 @@ def check_snapshot(
             f"newest snapshot {prefix}* is {age_h:.1f}h old (limit {max_age_h:g}h): take one first",
         )
     return CheckResult("db_snapshot", True, f"snapshot {prefix}* is {age_h:.1f}h old")
+
+
+# -- the bad-version ledger -----------------------------------------------------------------
+def clears_mark(record: DeploymentRecord, marked_at: datetime | None) -> bool:
+    """A bad mark is cleared only by a successful deploy of that version that finished
+    after the mark (a late import of an old success never clears it). A mark whose time
+    is unknown is cleared only by ``rollback unmark``."""
+    if marked_at is None or record.kind != "deploy" or record.status != "success":
+        return False
+    finished = record.finished_at or record.started_at
+    return finished is not None and finished > marked_at
 
 
 # -- outcome ------------------------------------------------------------------------------

@@ -30,6 +30,10 @@ class StoreError(RollbackError):
     """The audit or history store failed or is missing a table."""
 
 
+class MissingTableError(StoreError):
+    """A store table does not exist and the config does not create it: create it first."""
+
+
 class AlreadyRecordedError(StoreError):
     """A conditional write lost: the record already holds that or a later state."""
 

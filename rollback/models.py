@@ -70,6 +70,12 @@ class RollbackRequest(BaseModel):
     allow_destroy: bool = Field(
         default=False, description="Allow a rollback whose plan destroys resources."
     )
+    force_order: bool = Field(
+        default=False,
+        description="A person vouches that the target is older when neither the platform "
+        "nor the history can tell (recorded in the target_older check; never for automatic "
+        "triggers).",
+    )
     authenticated_by: str | None = Field(
         default=None,
         description="Set by the entrance: the name of the credential that admitted this "

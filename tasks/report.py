@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from reports import pipeline, render
 from reports.metrics import Report, compute
 from rollback.config import Config
+from rollback.text import markdown_escape
 from tasks._common import stage
 
 
@@ -83,15 +84,17 @@ def artifact_key(prefix: str, environment: str) -> str:
 @stage("publish-report-artifacts", retries=0)
 def publish_artifacts(config: Config, report: Report) -> None:
     # The chart is a file next to the markdown, not reachable from the UI: leave it out.
+    # Service names and versions in it come from the history: render escapes them. The
+    # table artifact holds them as data (the UI shows cells as text, not markdown).
     markdown = render.summary_markdown(report, None, config.reports.timezone)
     create_markdown_artifact(
         markdown,
         key=artifact_key("deployment-summary", report.environment),
-        description=f"Deployment summary for {report.environment}",
+        description=f"Deployment summary for {markdown_escape(report.environment)}",
     )
     create_table_artifact(
         render.service_table(report),
         key=artifact_key("deployment-services", report.environment),
-        description=f"Deployments per service for {report.environment}",
+        description=f"Deployments per service for {markdown_escape(report.environment)}",
     )
     get_run_logger().info("%s: published summary and service table artifacts", report.environment)

@@ -3,7 +3,7 @@ newest older platform version; an interrupted rollback is resumed, never oversho
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prefect import get_run_logger
@@ -60,11 +60,15 @@ def resolve_target(
     for version_id in decisions.history_candidates(records, current.id, bad):
         try:
             version = target.lookup(version_id)
-        except NotFoundError:
-            log.warning("history names %s but the platform has no such version", version_id)
+        except NotFoundError as exc:
+            log.warning(
+                "history names %s but it is no version of this service: %s", version_id, exc
+            )
             continue
-        if decisions.is_older(version, current) is not False:
-            return resolved(version, "last successful deploy in history")
+        if decisions.version_order(version, current, records)[0] is not False:
+            return _schema_safe(
+                target, resolved(version, "last successful deploy in history"), bad, log
+            )
 
     for version in decisions.fallback_candidates(target.candidates(), current, bad):
         if all(c.passed for c in target.check(current, version)):  # e.g. images still in ECR
@@ -74,3 +78,24 @@ def resolve_target(
         target, "no_target_reason", f"no earlier good version of {request.service} to roll back to"
     )
     return resolved(None, reason)
+
+
+def _schema_safe(target: Any, chosen: Resolution, bad: frozenset[str], log: Any) -> Resolution:
+    """Migration gate: when the chosen version cannot run on the database schema and the
+    gate names a newest safe one, choose that instead and say so (the request named none)."""
+    assert chosen.target is not None
+    safe_id = decisions.schema_safe_target(chosen.history, chosen.target.id, chosen.current.id, bad)
+    if safe_id is None:
+        return chosen
+    try:
+        safe = target.lookup(safe_id)
+    except NotFoundError:
+        log.warning("the migration gate names %s but the platform has no such version", safe_id)
+        return chosen
+    log.info("migration gate: %s cannot run on the schema; choosing %s", chosen.target, safe)
+    return replace(
+        chosen,
+        target=safe,
+        source=f"newest safe target of the migration gate ({chosen.target} cannot run on the "
+        "database schema)",
+    )

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from prefect import get_run_logger
 
 from rollback import decisions
+from rollback.ecr import EcrImages
 from rollback.errors import AlreadyRecordedError, LockHeldError
 from rollback.models import AuditRecord, CheckResult, RollbackRequest, Status, utcnow
 from rollback.runtime import Runtime
@@ -94,8 +95,8 @@ def run_checks(
     if resolution.resumed and current.id == target.id:
         checks.append(decisions.check_not_on_target(current, target, resolution.resumed))
     else:
+        checks += _identity(rt, request, resolution)
         checks += [
-            decisions.check_target_older(current, target),
             decisions.check_not_on_target(current, target, None),
             decisions.check_not_bad(target, bad),
         ]
@@ -107,6 +108,43 @@ def run_checks(
     log = get_run_logger()
     for c in checks:
         log.info("check %-22s %s  %s", c.name, "pass" if c.passed else "FAIL", c.detail)
+    return checks
+
+
+def _identity(rt: Runtime, request: RollbackRequest, resolution: Resolution) -> list[CheckResult]:
+    """The target is this service's own version (``known_version`` where the platform
+    cannot prove it) and older than what runs (``target_older``)."""
+    target, current = resolution.target, resolution.current
+    assert target is not None
+    checks = []
+    platform = rt.target(request.environment, request.service)
+    if not getattr(platform, "proves_versions", False):
+        cfg = rt.config.service(request.environment, request.service)
+        spec = request.to  # what the person typed, e.g. the tag of a steps release
+        image_found = None
+        matched = decisions.pattern_match(cfg.version_pattern, target, spec)
+        if matched and cfg.ecr_repository:
+            images = EcrImages(credentials_block=rt.config.aws.credentials_block)
+            image_found = images.exists(cfg.ecr_repository, matched)
+        checks.append(
+            decisions.check_known_version(
+                target,
+                spec,
+                resolution.history,
+                pattern=cfg.version_pattern,
+                image_found=image_found,
+            )
+        )
+    checks.append(
+        decisions.check_target_older(
+            current,
+            target,
+            resolution.history,
+            automatic=request.automatic,
+            force_order=request.force_order,
+            requested_by=request.requested_by,
+        )
+    )
     return checks
 
 

@@ -20,7 +20,8 @@ def slack_url(cfg: Any) -> str | None:
     if cfg.secret_block:
         from prefect.blocks.system import Secret
 
-        return str(Secret.load(cfg.secret_block).get())
+        secret: Any = Secret.load(cfg.secret_block)  # sync here: no event loop runs
+        return str(secret.get())
     return os.environ.get(cfg.webhook_env) or None
 
 

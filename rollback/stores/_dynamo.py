@@ -9,7 +9,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from rollback import aws
-from rollback.errors import StoreError
+from rollback.errors import MissingTableError
 
 log = logging.getLogger(__name__)
 _SER = TypeSerializer()
@@ -61,7 +61,7 @@ class DynamoTable(aws.AwsAdapter):
             if aws.error_code(exc) != "ResourceNotFoundException":
                 raise aws.translate(exc, f"describe table {self.table}") from exc
         if not create:
-            raise StoreError(
+            raise MissingTableError(
                 f"DynamoDB table {self.table!r} does not exist: create it, or set "
                 "stores.create_tables: true in the config"
             )

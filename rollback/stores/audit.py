@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -253,11 +254,14 @@ class LockStore(AuditTable):
             raise aws.translate(exc, f"unlock {environment}/{service}") from exc
 
     def holder(self, environment: str, service: str) -> str | None:
-        out = self.client.get_item(
-            TableName=self.table,
-            Key=to_item({"audit_id": f"lock#{service_key(environment, service)}"}),
-            ConsistentRead=True,
-        )
+        try:
+            out = self.client.get_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": f"lock#{service_key(environment, service)}"}),
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"read the lock of {environment}/{service}") from exc
         item = from_item(out["Item"]) if "Item" in out else None
         if not item or item.get("lease_until", 0) < time.time() * 1000:
             return None
@@ -279,29 +283,137 @@ class MarkerStore(AuditTable):
         item = from_item(out["Item"]) if "Item" in out else {}
         return frozenset(item.get("versions", set()))
 
-    def mark_bad(self, environment: str, service: str, version: str) -> None:
+    def bad_marks(self, environment: str, service: str) -> dict[str, datetime | None]:
+        """Each bad version with the time it was (last) marked; None for a mark written
+        before marks carried a time (only ``rollback unmark`` clears those)."""
         try:
-            self.client.update_item(
+            out = self.client.get_item(
                 TableName=self.table,
                 Key=to_item({"audit_id": f"bad#{service_key(environment, service)}"}),
-                UpdateExpression="ADD versions :v SET record_type = :t",
-                ExpressionAttributeValues=to_item({":v": {version}, ":t": "bad-versions"}),
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"read bad versions of {environment}/{service}") from exc
+        item = from_item(out["Item"]) if "Item" in out else {}
+        times = item.get("marked_at") or {}
+        return {v: parse_iso(times.get(v)) for v in item.get("versions", set())}
+
+    def mark_bad(self, environment: str, service: str, version: str) -> None:
+        """Mark ``version`` bad now (the time is kept: only a deploy after it clears it)."""
+        key = to_item({"audit_id": f"bad#{service_key(environment, service)}"})
+        try:
+            # The map must exist before one of its keys can be set (two paths of one
+            # attribute cannot share an expression); the version and its time are then
+            # written together, so a mark is never seen without its time.
+            self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET record_type = :t, marked_at = if_not_exists(marked_at, :m)",
+                ExpressionAttributeValues=to_item({":t": "bad-versions", ":m": {}}),
+            )
+            self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="ADD versions :v SET marked_at.#v = :at",
+                ExpressionAttributeNames={"#v": version},
+                ExpressionAttributeValues=to_item({":v": {version}, ":at": _mark_ts(utcnow())}),
             )
         except ClientError as exc:
             raise aws.translate(exc, f"mark {version} bad for {environment}/{service}") from exc
 
-    def clear_bad(self, environment: str, service: str, version: str) -> None:
-        """A version deployed successfully again (e.g. a reused nginx color carrying a
-        new release) is no longer bad."""
+    def clear_bad(
+        self,
+        environment: str,
+        service: str,
+        version: str,
+        deployed_at: datetime | None = None,
+    ) -> bool:
+        """Take ``version`` off the bad list; True if it was cleared.
+
+        With ``deployed_at`` (a successful deploy finished then), only a mark older than
+        that deploy is cleared, atomically: a mark made after it, or of unknown time,
+        stays. Without it the mark goes unconditionally (``rollback unmark``, audited)."""
+        names = {"#v": version}
+        values: dict[str, Any] = {":v": {version}}
+        condition = "contains(versions, :s)"
+        values[":s"] = version
+        key = to_item({"audit_id": f"bad#{service_key(environment, service)}"})
+        if deployed_at is not None:
+            condition += " AND marked_at.#v < :at"
+            values[":at"] = _mark_ts(deployed_at)
         try:
+            if deployed_at is None:  # a mark from before marks had times: no map yet
+                self.client.update_item(
+                    TableName=self.table,
+                    Key=key,
+                    UpdateExpression="SET marked_at = if_not_exists(marked_at, :m)",
+                    ConditionExpression="attribute_exists(audit_id)",
+                    ExpressionAttributeValues=to_item({":m": {}}),
+                )
             self.client.update_item(
                 TableName=self.table,
-                Key=to_item({"audit_id": f"bad#{service_key(environment, service)}"}),
-                UpdateExpression="DELETE versions :v",
-                ExpressionAttributeValues=to_item({":v": {version}}),
+                Key=key,
+                UpdateExpression="DELETE versions :v REMOVE marked_at.#v",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
             )
         except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
             raise aws.translate(exc, f"clear bad mark of {version}") from exc
+        return True
+
+    def record_unmark(
+        self,
+        environment: str,
+        service: str,
+        version: str,
+        *,
+        reason: str,
+        requested_by: str,
+        marked_at: datetime | None,
+        authenticated_by: str,
+    ) -> str:
+        """Write the audit record of a ``rollback unmark`` (before the mark is cleared);
+        returns its id. Kept out of the by-service index: it is not a rollback attempt."""
+        audit_id = f"unmark-{uuid.uuid4().hex}"
+        item = {
+            "audit_id": audit_id,
+            "record_type": "unmark",
+            "action": "unmark",
+            "environment": environment,
+            "service": service,
+            "version": version,
+            "reason": reason,
+            "requested_by": requested_by,
+            "authenticated_by": authenticated_by,
+            "requested_at": _ts(utcnow()),
+            "marked_at": _ts(marked_at) if marked_at else None,
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=to_item({k: v for k, v in item.items() if v is not None}),
+                ConditionExpression="attribute_not_exists(audit_id)",
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"write unmark record for {version}") from exc
+        return audit_id
+
+    def unmark_record(self, audit_id: str) -> dict[str, Any] | None:
+        """The audit record of one ``rollback unmark``, as a plain dict."""
+        try:
+            out = self.client.get_item(
+                TableName=self.table, Key=to_item({"audit_id": audit_id}), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"read audit record {audit_id}") from exc
+        item = from_item(out["Item"]) if "Item" in out else None
+        if not item or item.get("record_type") != "unmark":
+            return None
+        item.pop("record_type", None)
+        return item
 
     def claim_event(
         self,
@@ -309,6 +421,7 @@ class MarkerStore(AuditTable):
         audit_id: str,
         ttl_days: int = 7,
         authenticated_by: str | None = None,
+        fingerprint: str | None = None,
     ) -> str:
         """Claim a source event for ``audit_id``; returns the audit id that holds it
         (ours, or the one that claimed it first — a redelivery starts nothing new).
@@ -325,6 +438,8 @@ class MarkerStore(AuditTable):
         }
         if authenticated_by:
             item["authenticated_by"] = authenticated_by
+        if fingerprint:  # what the caller asked, to tell a reused idempotency key apart
+            item["fingerprint"] = fingerprint
         try:
             self.client.put_item(
                 TableName=self.table,
@@ -352,6 +467,23 @@ class MarkerStore(AuditTable):
             return None
         data = from_item(out["Item"])
         return str(data["claimed_by"]), data.get("authenticated_by")
+
+    def event_fingerprint(self, event_id: str) -> str | None:
+        """The ``fingerprint`` stored with the claim on ``event_id``, if any."""
+        try:
+            out = self.client.get_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": f"event#{event_id}"}),
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"read claim of event {event_id}") from exc
+        return from_item(out["Item"]).get("fingerprint") if "Item" in out else None
+
+
+def _mark_ts(ts: datetime) -> str:
+    """UTC, fixed width: mark times compare as strings inside DynamoDB conditions."""
+    return _ts(ts.astimezone(UTC))
 
 
 def _encode_field(key: str, value: Any) -> Any:

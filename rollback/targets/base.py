@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rollback.models import CheckResult, StabilizeResult, Version
 
@@ -34,10 +35,34 @@ class ServiceConfig(BaseModel):
         default=None, description="migration gate: require a recent RDS snapshot with this prefix"
     )
     snapshot_max_age_h: float = Field(default=24, gt=0)
+    version_pattern: str | None = Field(
+        default=None,
+        description="targets that cannot prove a version is theirs (terraform, github_actions, "
+        "steps): a version never deployed is accepted only if it matches this regex whole",
+    )
+    ecr_repository: str | None = Field(
+        default=None, description="image repository: images must exist there (ECR)"
+    )
+
+    @field_validator("version_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
 
 class Target(Protocol):
-    """A rollback target: one deployed thing that can be put back on an older version."""
+    """A rollback target: one deployed thing that can be put back on an older version.
+
+    A target class may set ``proves_versions = True`` when ``lookup`` only ever returns a
+    version of this very service (an ECS revision of its family, a published version of
+    its Lambda function, a configured nginx color). Every other target's versions must be
+    known from the deployment history or match ``version_pattern`` (check ``known_version``).
+    """
 
     def current(self) -> Version:
         """The version running now."""
@@ -161,6 +186,8 @@ class TargetBase:
     protocol."""
 
     type_name: ClassVar[str] = ""
+    # True when lookup() can only return this service's own versions (see Target).
+    proves_versions: bool = False
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config

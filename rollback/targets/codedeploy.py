@@ -55,6 +55,7 @@ class CodeDeployConfig(ServiceConfig):
 @register("codedeploy", CodeDeployConfig)
 class CodeDeployTarget(TargetBase):
     config: CodeDeployConfig
+    proves_versions = True  # only deployments of the configured group
 
     def __init__(self, config: CodeDeployConfig, client: Any = None):
         super().__init__(config)
@@ -130,9 +131,19 @@ class CodeDeployTarget(TargetBase):
         spec = spec.strip()
         if not matches_revision_form(spec):
             try:
-                return version_of(self._get(spec))
+                info = self._get(spec)
             except NotFoundError:
-                pass
+                info = None
+            if info is not None:
+                if (info.get("applicationName"), info.get("deploymentGroupName")) != (
+                    self.config.application,
+                    self.config.deployment_group,
+                ):
+                    raise NotFoundError(
+                        f"CodeDeploy deployment {spec!r} is not of {self.where}: a rollback "
+                        "stays within the service's own deployment group"
+                    )
+                return version_of(info)
         for info in self._deployments(("Succeeded",)):
             if spec in (revision_key(info.get("revision", {})), info.get("description")):
                 return version_of(info)

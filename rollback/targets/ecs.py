@@ -23,7 +23,6 @@ class EcsServiceConfig(ServiceConfig):
     type: Literal["ecs"]
     cluster: str
     service: str
-    ecr_repository: str | None = None
 
 
 def image_tag(image: str) -> tuple[str, str | None]:
@@ -58,6 +57,7 @@ def arn_of(version: Version) -> str:
 @register("ecs", EcsServiceConfig)
 class EcsTarget(TargetBase):
     config: EcsServiceConfig
+    proves_versions = True  # only revisions of the running task family
 
     def __init__(self, config: EcsServiceConfig, client: Any = None, ecr_client: Any = None):
         super().__init__(config)
@@ -114,18 +114,33 @@ class EcsTarget(TargetBase):
         return self._family
 
     def lookup(self, spec: str) -> Version:
+        """A revision of the running task family only: a number, ``family:revision`` (or
+        its ARN) of that family, or an image tag one of its revisions uses."""
         spec = spec.strip()
+        family = self._family_name()
         if spec.isdigit():
-            return self._describe(f"{self._family_name()}:{spec}")
-        if _REVISION.match(spec):
-            return self._describe(spec)
-        # Otherwise an image tag: the newest revision whose images carry that tag.
+            return self._describe(f"{family}:{spec}")
+        named = _REVISION.match(spec)
+        if named:
+            if named["family"] != family:
+                raise NotFoundError(
+                    f"{spec!r} is not a revision of task family {family!r}, which the service "
+                    "runs: a rollback stays within the service's own family"
+                )
+            version = self._describe(f"{family}:{named['rev']}")
+            if spec.startswith("arn:") and spec != arn_of(version):
+                raise NotFoundError(f"{spec!r} is not the task definition {arn_of(version)}")
+            return version
+        # Otherwise an image tag: the newest revision whose images carry that tag (of the
+        # configured ECR repository when there is one).
+        repo = self.config.ecr_repository
         for version in self.candidates(active_only=False):
-            if any(image_tag(img)[1] == spec for img in version.images):
+            if any(
+                image_tag(img)[1] == spec and repo in (None, image_tag(img)[0])
+                for img in version.images
+            ):
                 return version
-        raise NotFoundError(
-            f"no revision of task family {self._family_name()!r} uses image tag {spec!r}"
-        )
+        raise NotFoundError(f"no revision of task family {family!r} uses image tag {spec!r}")
 
     def candidates(self, active_only: bool = True) -> list[Version]:
         kwargs: dict[str, Any] = {"familyPrefix": self._family_name(), "sort": "DESC"}
@@ -152,6 +167,7 @@ class EcsTarget(TargetBase):
                 target.active,
                 f"{target.id} is {'ACTIVE' if target.active else 'INACTIVE'}",
             ),
+            same_family(current, target),
             _same_containers(current, target),
         ]
         if self.config.ecr_repository:
@@ -249,6 +265,23 @@ class EcsTarget(TargetBase):
             if not wrong
             else f"tasks run other images: {', '.join(sorted(set(wrong)))}",
         )
+
+
+def family_of(version: Version) -> str:
+    return version.id.rsplit(":", 1)[0]
+
+
+def same_family(current: Version, target: Version) -> CheckResult:
+    """Pure: the target is a revision of the task family the service runs (revisions are
+    only ever compared within one family)."""
+    if family_of(current) == family_of(target):
+        return CheckResult("same_family", True, f"{target.id} is of family {family_of(current)}")
+    return CheckResult(
+        "same_family",
+        False,
+        f"{target.id} is of family {family_of(target)}, the service runs family "
+        f"{family_of(current)}: a rollback stays within the service's own family",
+    )
 
 
 def _same_containers(current: Version, target: Version) -> CheckResult:

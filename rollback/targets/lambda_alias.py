@@ -31,6 +31,7 @@ class LambdaAliasConfig(ServiceConfig):
 @register("lambda", LambdaAliasConfig)
 class LambdaAliasTarget(TargetBase):
     config: LambdaAliasConfig
+    proves_versions = True  # only published versions of the configured function
 
     def __init__(self, config: LambdaAliasConfig, client: Any = None):
         super().__init__(config)
@@ -151,6 +152,9 @@ class LambdaAliasTarget(TargetBase):
 
 
 # -- pure helpers -------------------------------------------------------------------------
+NEWEST = 2**63 - 1  # the order of $LATEST
+
+
 def version_of(conf: dict[str, Any]) -> Version:
     """Our Version for one entry of get_function_configuration / list_versions_by_function."""
     number = str(conf["Version"])
@@ -158,7 +162,8 @@ def version_of(conf: dict[str, Any]) -> Version:
     return Version(
         id=number,
         label=f"{name}:{number}" if name else number,
-        order=int(number) if number.isdigit() else None,
+        # $LATEST is the newest code there is: never "older" than a published version.
+        order=int(number) if number.isdigit() else (NEWEST if number == LATEST else None),
         active=conf.get("State", "Active") != "Failed",
         detail=(
             ("arn", conf.get("FunctionArn", "")),

@@ -126,6 +126,7 @@ class NginxCli:
 @register("nginx", NginxServiceConfig)
 class NginxTarget(TargetBase):
     config: NginxServiceConfig
+    proves_versions = True  # only the configured colors
 
     def __init__(self, config: NginxServiceConfig, cli: NginxCli | None = None) -> None:
         super().__init__(config)

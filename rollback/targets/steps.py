@@ -86,6 +86,8 @@ class StepsTarget(TargetBase):
         super().__init__(config)
         self.names = step_names(config)
         self.steps = steps or [build_target(s) for s in config.steps]
+        # The whole is proven only when every step's platform proves its own part.
+        self.proves_versions = all(getattr(s, "proves_versions", False) for s in self.steps)
         self.before: Version | None = None  # set from the audit record before execute
 
     def _bind(self) -> None:

@@ -139,7 +139,8 @@ def test_flow_refuses_latest(aws: str, prefect_server: None, tmp_path: Path) -> 
     )
     assert out["status"] == "refused", out
     failed = [c["name"] for c in out["checks"] if not c["passed"]]
-    assert failed == ["published_version"]
+    # $LATEST is unpublished and the newest code: never a rollback target
+    assert failed == ["target_older", "published_version"]
     assert _alias()["FunctionVersion"] == "3"
 
 

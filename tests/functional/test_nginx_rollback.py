@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,15 @@ def site(aws: str, tmp_path: Path) -> Iterator[Site]:
             }
         )
     )
-    Runtime(load_config(config)).ensure_tables()
+    rt = Runtime(load_config(config))
+    rt.ensure_tables()
+    # What each color last carried: blue (live) was deployed last, green before it. The
+    # history gives colors their order (target_older): a rollback only goes back.
+    start = utcnow() - timedelta(hours=5)
+    for n, color in enumerate(("red", "broken", "green", "blue")):
+        rt.history.append(
+            DeploymentRecord("prod", "web", color, "success", started_at=start + timedelta(hours=n))
+        )
     proc = subprocess.Popen(
         [str(NGINX), "-c", str(conf), "-e", str(tmp_path / "error.log")],
         stdout=subprocess.DEVNULL,
@@ -201,11 +210,8 @@ def run(site: Site, **fields: Any) -> dict[str, Any]:
 # -- tests -------------------------------------------------------------------------------
 def test_switch_under_traffic_loses_no_request(site: Site) -> None:
     # GIVEN blue is live and serving, and the history says green was the last good deploy
+    # before it (see the fixture)
     assert site.get() == "blue"
-    history = Runtime(load_config(site.config)).history
-    history.append(
-        DeploymentRecord("prod", "web", "green", "success", started_at=utcnow(), image_tag="v7")
-    )
     # WHEN the rollback runs while a client keeps requesting the site
     with Traffic(site) as traffic:
         result = run(site, reason="blue misbehaves")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from flows.rollback_flow import rollback_flow
 from rollback.config import load_config
-from rollback.models import RollbackRequest, Status
+from rollback.models import DeploymentRecord, RollbackRequest, Status, utcnow
 from rollback.runtime import Runtime
 from rollback.sandbox import CLUSTER
 from rollback.targets.base import build_target, parse_service_config
@@ -64,7 +65,27 @@ def world(tmp_path: Path, steps: list[dict[str, Any]]) -> Path:
     def edit(data: dict[str, Any]) -> None:
         data["environments"]["staging"]["services"]["api"] = {"type": "steps", "steps": steps}
 
-    return make_world(tmp_path, history=False, edit=edit)
+    config = make_world(tmp_path, history=False, edit=edit)
+    # Releases v1..v4 as CI records them: the composite id of the whole, and the tag.
+    # A terraform step cannot prove a version is the service's own: the history does.
+    rt = Runtime(load_config(config))
+    start = utcnow() - timedelta(hours=4)
+    for n in range(1, 5):
+        parts = [
+            f"{i}-{s['type']}={'v' if s['type'] == 'terraform' else 'api:'}{n}"
+            for i, s in enumerate(steps, 1)
+        ]
+        rt.history.append(
+            DeploymentRecord(
+                "staging",
+                "api",
+                "|".join(parts),
+                "success" if n < 4 else "failed",
+                image_tag=f"v{n}",
+                started_at=start + timedelta(hours=n - 1),
+            )
+        )
+    return config
 
 
 def tf_output(step: dict[str, Any]) -> str:

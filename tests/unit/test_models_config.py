@@ -30,6 +30,7 @@ class TestStatus:
             Status.SUCCEEDED,
             Status.FAILED,
             Status.INTERRUPTED,
+            Status.ABSORBED,
         }
 
     def test_the_happy_path_is_a_chain_of_allowed_transitions(self):

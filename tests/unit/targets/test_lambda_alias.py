@@ -73,7 +73,9 @@ def test_parse_spec_refuses_other_functions_and_non_versions(spec: str) -> None:
 
 def test_latest_is_never_a_published_target() -> None:
     latest = version_of(_conf("$LATEST"))
-    assert latest.order is None
+    # Issue 9: $LATEST ranks newest, so target_older says "not older" instead of
+    # "cannot tell" (every target type now needs an established order).
+    assert latest.order is not None and latest.order > version_of(_conf("999")).order
     assert _published(latest).passed is False
     assert "$LATEST is never a rollback target" in _published(latest).detail
     assert _published(version_of(_conf("2"))).passed is True

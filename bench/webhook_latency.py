@@ -187,6 +187,7 @@ def failure_body(run_id: int | None = None) -> bytes:
     fixtures = ROOT / ".." / "shared" / "fixtures" / "github-webhooks"
     payload = json.loads((fixtures / "workflow_run.completed.payload.json").read_text())
     payload["workflow_run"]["conclusion"] = "failure"
+    payload["workflow_run"]["event"] = "push"  # a deploy on push (the fixture: dispatch)
     if run_id is not None:
         payload["workflow_run"]["id"] = run_id
     return json.dumps(payload).encode()

@@ -106,6 +106,20 @@ def _workflow_run(
         return Ignored(
             f"workflow run concluded {conclusion!r} (acting on {', '.join(cfg.conclusions)})"
         )
+    repo = str(_get(payload, "repository", "full_name") or "")
+    head_repo = str(_get(run, "head_repository", "full_name") or "")
+    if not repo or head_repo.lower() != repo.lower():
+        # A pull request from a fork runs the fork's workflow (and its failures) in our
+        # repository's event stream: it never says anything about what we deployed.
+        return Ignored(f"workflow run from another repository ({head_repo or 'unknown'!r})")
+    run_event = run.get("event")
+    if run_event not in cfg.events:
+        return Ignored(
+            f"workflow run triggered by {run_event!r} (acting on {', '.join(cfg.events)})"
+        )
+    run_id, attempt = run.get("id"), run.get("run_attempt")
+    if not isinstance(run_id, int) or isinstance(run_id, bool):
+        return Ignored("workflow run without a numeric id")
     name = str(run.get("name") or _get(payload, "workflow", "name") or "")
     path = str(run.get("path") or _get(payload, "workflow", "path") or "")
     title = str(run.get("display_title") or "")
@@ -118,15 +132,14 @@ def _workflow_run(
         return Ignored(f"workflow {name or path!r} is a rollback workflow (loop prevention)")
     if ROLLBACK_SOURCE_PREFIX in title or actor in cfg.ignore_actors:
         return Ignored("the run was dispatched by a rollback (loop prevention)")
-    repo = str(_get(payload, "repository", "full_name") or "")
     branch = str(run.get("head_branch") or "")
     rule = match_rule(cfg.rules, repo, name, path, branch)
     if rule is None:
         return Ignored(f"no rule maps {repo} workflow {name or path!r} on {branch!r} to a service")
     # One failed run is one incident: its deliveries (redeliveries, and any other
     # delivery about the same run attempt) share the source event id.
-    run_id, attempt = run.get("id"), run.get("run_attempt") or 1
-    incident = f"{repo}/actions/runs/{run_id}/attempts/{attempt}" if run_id else delivery
+    attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 1
+    incident = f"{repo}/actions/runs/{run_id}/attempts/{attempt}"
     return RollbackRequest(
         environment=rule.environment,
         service=rule.service,
@@ -136,7 +149,7 @@ def _workflow_run(
         )[:500],
         requested_by=f"github:{actor}",
         trigger="webhook",
-        source_event_id=f"github:{incident}" if incident else None,
+        source_event_id=f"github:{incident}",
     )
 
 
@@ -167,6 +180,11 @@ def _deployment_status(
     rule = match_rule(cfg.rules, repo, name, path, ref, gh_env)
     if rule is None:
         return Ignored(f"no rule maps {repo} deployment to {gh_env!r} (ref {ref!r}) to a service")
+    # Deduplicated on the signed payload's status id, never on the unsigned delivery
+    # header: a replay under a new X-GitHub-Delivery is the same incident.
+    status_id = status.get("id")
+    if not isinstance(status_id, int) or isinstance(status_id, bool):
+        return Ignored("deployment_status without a numeric deployment_status.id")
     return RollbackRequest(
         environment=rule.environment,
         service=rule.service,
@@ -175,7 +193,7 @@ def _deployment_status(
         )[:500],
         requested_by=f"github:{actor}",
         trigger="webhook",
-        source_event_id=f"github:{delivery}" if delivery else None,
+        source_event_id=f"github:{repo}/deployment_statuses/{status_id}",
     )
 
 
@@ -201,7 +219,7 @@ def alarm_change(payload: Any) -> AlarmChange | None:
     if payload.get("detail-type") == "CloudWatch Alarm State Change":
         detail = payload.get("detail") or {}
         resources = payload.get("resources") or []
-        arn = str(resources[0]) if resources else None
+        arn = str(resources[0]) if isinstance(resources, list) and resources else None
         return AlarmChange(
             name=str(_get(detail, "alarmName") or ""),
             arn=arn,

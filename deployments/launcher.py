@@ -14,6 +14,8 @@ source events (the audit table's event claims), "already in flight", then the la
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -23,8 +25,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rollback import aws
 from rollback.config import Config
-from rollback.models import RollbackRequest, new_id
+from rollback.errors import ConfigError, RollbackError
+from rollback.models import AuditRecord, RollbackRequest, Status, new_id, utcnow
 from rollback.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -282,23 +288,67 @@ class DeploymentLauncher:
 # -- the intake ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Acceptance:
-    """What became of a request: started, a duplicate of an earlier one, or refused
-    because a rollback of that service is in flight."""
+    """What became of a request: started; a duplicate of an earlier one; absorbed (an
+    automatic request recorded and linked to the rollback already in flight); or, for a
+    manual request, refused because a rollback of that service is in flight."""
 
-    status: Literal["accepted", "duplicate", "in_flight"]
+    status: Literal["accepted", "duplicate", "absorbed", "in_flight"]
     audit_id: str | None
     flow_run_id: str | None = None
     monitor_url: str | None = None
+    linked_audit_id: str | None = None
+
+
+class RequestMismatch(ConfigError):
+    """A manual request reused an idempotency key with another request: fix the key."""
+
+    def __init__(self, event_id: str, fields: list[str]) -> None:
+        super().__init__(
+            f"this Idempotency-Key was first used for another request ({', '.join(fields)} "
+            "differ): use a new key for a new request"
+        )
+        self.event_id = event_id
+        self.fields = fields
+
+
+_FINGERPRINT_FIELDS = ("environment", "service", "to", "reason", "requested_by", "dry_run")
+
+
+def fingerprint(request: RollbackRequest) -> str:
+    """What a manual request asks, as short hashes per field (no text from outside kept):
+    a reused idempotency key with another body is told apart and the fields named."""
+    data = request.model_dump(include=set(_FINGERPRINT_FIELDS))
+    return json.dumps(
+        {k: hashlib.sha256(repr(data[k]).encode()).hexdigest()[:16] for k in _FINGERPRINT_FIELDS},
+        sort_keys=True,
+    )
+
+
+def fingerprint_mismatch(stored: str | None, current: str) -> list[str]:
+    """The fields that differ between two fingerprints (none when either is missing)."""
+    if not stored:
+        return []
+    try:
+        old = json.loads(stored)
+    except ValueError:
+        return []
+    new = json.loads(current)
+    return [k for k in _FINGERPRINT_FIELDS if k in old and old[k] != new.get(k)]
 
 
 class Intake:
-    """Dedup, in-flight check and start, shared by every way a rollback is requested."""
+    """Dedup, in-flight check and start, shared by every way a rollback is requested.
+
+    Every incident is recorded: an automatic request for a service whose rollback is in
+    flight becomes an ``absorbed`` audit record linked to that rollback. The event claim
+    carries the name of the credential that admitted the request (``authenticated_by``).
+    """
 
     def __init__(self, config: Config, launcher: Launcher, runtime: Runtime | None = None) -> None:
         self.config = config
         self.launcher = launcher
         self.rt = runtime or Runtime(config)
-        self._seen: OrderedDict[str, Acceptance] = OrderedDict()
+        self._seen: OrderedDict[str, tuple[Acceptance, str | None]] = OrderedDict()
         self._seen_lock = threading.Lock()
         self._service_locks: dict[str, threading.Lock] = {}
         self._tables_ready = False
@@ -308,13 +358,39 @@ class Intake:
         if not event_id:
             return None
         with self._seen_lock:
-            return self._seen.get(event_id)
+            known = self._seen.get(event_id)
+        return known[0] if known else None
 
-    def _remember(self, event_id: str | None, acceptance: Acceptance) -> None:
+    def known(self, request: RollbackRequest) -> Acceptance | None:
+        """``request``'s source event as this process answered it (memory only, no I/O),
+        as a duplicate; RequestMismatch when a manual request reuses its key."""
+        event_id = request.source_event_id
+        if not event_id:
+            return None
+        with self._seen_lock:
+            known = self._seen.get(event_id)
+        if known is None:
+            return None
+        acceptance, stored = known
+        if not request.automatic:
+            fields = fingerprint_mismatch(stored, fingerprint(request))
+            if fields:
+                raise RequestMismatch(event_id, fields)
+        return Acceptance(
+            "duplicate",
+            acceptance.audit_id,
+            acceptance.flow_run_id,
+            acceptance.monitor_url,
+            acceptance.linked_audit_id,
+        )
+
+    def _remember(self, request: RollbackRequest, acceptance: Acceptance) -> None:
+        event_id = request.source_event_id
         if not event_id:
             return
+        stored = None if request.automatic else fingerprint(request)
         with self._seen_lock:
-            self._seen[event_id] = acceptance
+            self._seen[event_id] = (acceptance, stored)
             while len(self._seen) > 50_000:
                 self._seen.popitem(last=False)
 
@@ -322,37 +398,101 @@ class Intake:
         with self._seen_lock:
             return self._service_locks.setdefault(key, threading.Lock())
 
+    def ready(self) -> str | None:
+        """None when the stores answer (tables there, or created as configured), else
+        why not. Checked on every call (readiness), unlike the intake's one-time check."""
+        try:
+            for table in (self.rt.audit, self.rt.history):
+                table.ensure(self.config.stores.create_tables)
+        except RollbackError as exc:
+            return str(exc)
+        except (ClientError, BotoCoreError) as exc:
+            return str(aws.translate(exc, "check the stores"))
+        return None
+
     def submit(self, request: RollbackRequest) -> Acceptance:
         """Start ``request`` unless its source event was claimed already (duplicate) or a
-        rollback of the service is in flight. Blocking I/O: call from a worker thread."""
+        rollback of the service is in flight (absorbed; a manual request: in_flight).
+        Blocking I/O: call from a worker thread."""
         event_id = request.source_event_id
-        known = self.seen(event_id)
+        if request.automatic and not event_id:
+            raise ValueError("an automatic request needs a source_event_id")
+        known = self.known(request)
         if known:
-            return Acceptance("duplicate", known.audit_id, known.flow_run_id, known.monitor_url)
+            return known
         if not self._tables_ready:
             self.rt.ensure_tables()
             self._tables_ready = True
         env, service = request.environment, request.service
         with self._service_lock(f"{env}/{service}"):
-            # In flight: the event is not claimed, the running rollback answers for it.
             holder = self.launcher.busy(env, service) or self.rt.locks.holder(env, service)
-            if holder:
+            if holder and not request.automatic:
                 return Acceptance("in_flight", holder)
             audit_id = new_id()
             if event_id:
-                owner = self.rt.markers.claim_event(event_id, audit_id)
+                owner = self._claim(request, audit_id)
                 if owner != audit_id:
                     return self._duplicate(request, owner)
+            if holder:
+                return self._absorb(request, audit_id, holder)
+            if not event_id:
+                # The entrance's grant for a request without a source event: the flow
+                # run reads it to name the credential (rollback.entrance.claim_key).
+                self.rt.markers.claim_event(
+                    f"intake:{audit_id}", audit_id, authenticated_by=request.authenticated_by
+                )
             started = self.launcher.start(request, audit_id, event_id or audit_id)
         accepted = Acceptance("accepted", audit_id, started.flow_run_id, started.monitor_url)
-        self._remember(event_id, accepted)
+        self._remember(request, accepted)
         return accepted
+
+    def _claim(self, request: RollbackRequest, audit_id: str) -> str:
+        event_id = request.source_event_id or ""
+        manual = not request.automatic
+        owner = self.rt.markers.claim_event(
+            event_id,
+            audit_id,
+            authenticated_by=request.authenticated_by,
+            fingerprint=fingerprint(request) if manual else None,
+        )
+        if owner != audit_id and manual:
+            stored = self.rt.markers.event_fingerprint(event_id)
+            fields = fingerprint_mismatch(stored, fingerprint(request))
+            if fields:
+                raise RequestMismatch(event_id, fields)
+        return owner
+
+    def _absorb(self, request: RollbackRequest, audit_id: str, holder: str) -> Acceptance:
+        """Record the incident, linked to the rollback in flight; nothing is started."""
+        self.rt.audit.create(
+            AuditRecord(
+                audit_id=audit_id,
+                environment=request.environment,
+                service=request.service,
+                status=Status.ABSORBED,
+                requested_at=utcnow(),
+                requested_by=request.requested_by,
+                trigger=request.trigger,
+                reason=request.reason,
+                source_event_id=request.source_event_id,
+                outcome_reason=f"a rollback of {request.environment}/{request.service} was "
+                f"in flight (audit {holder}): this incident is linked to it",
+                dry_run=request.dry_run,
+                authenticated_by=request.authenticated_by,
+                linked_audit_id=holder,
+            )
+        )
+        absorbed = Acceptance("absorbed", audit_id, linked_audit_id=holder)
+        self._remember(request, absorbed)
+        return absorbed
 
     def _duplicate(self, request: RollbackRequest, owner: str) -> Acceptance:
         started = self.launcher.run_of(owner)
+        linked = None
         if started is None:
             record = self.rt.audit.get(owner)
             if record is not None:
+                linked = record.linked_audit_id
                 url = monitor_url(self.config, record.flow_run_id)
                 started = Started(record.flow_run_id, url)
             else:
@@ -360,7 +500,7 @@ class Intake:
                 # start it now under the same audit id and idempotency key.
                 log.warning(
                     "event %s was claimed by %s but never ran: starting it",
-                    request.source_event_id,
+                    printable(request.source_event_id),
                     owner,
                 )
                 started = self.launcher.start(request, owner, request.source_event_id or owner)
@@ -369,7 +509,17 @@ class Intake:
             owner,
             started.flow_run_id if started else None,
             started.monitor_url if started else None,
+            linked,
         )
         if started is not None:
-            self._remember(request.source_event_id, dup)
+            self._remember(request, dup)
         return dup
+
+
+def printable(value: object, limit: int = 200) -> str:
+    """Text from outside, safe for one log line: cut to ``limit`` and every control or
+    non-printable character escaped (no forged log lines)."""
+    text = str(value)[:limit]
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")

@@ -21,7 +21,13 @@ class FaultStats:
 
 
 @contextmanager
-def faulty_proxy(upstream: str, fail: Callable[[int], bool]) -> Iterator[tuple[str, FaultStats]]:
+def faulty_proxy(
+    upstream: str,
+    fail: Callable[[int], bool],
+    fault: tuple[int, bytes] = (500, b'{"__type": "InternalFailure", "message": "injected fault"}'),
+) -> Iterator[tuple[str, FaultStats]]:
+    """``fault`` is the (status, JSON body) answered instead of forwarding, e.g.
+    ``(400, b'{"__type": "ThrottlingException"}')`` for DynamoDB throttling."""
     stats = FaultStats()
 
     class Handler(BaseHTTPRequestHandler):
@@ -35,8 +41,8 @@ def faulty_proxy(upstream: str, fail: Callable[[int], bool]) -> Iterator[tuple[s
             if fail(n):
                 with stats.lock:
                     stats.injected += 1
-                payload = b'{"__type": "InternalFailure", "message": "injected fault"}'
-                self.send_response(500)
+                status, payload = fault
+                self.send_response(status)
                 self.send_header("Content-Type", "application/x-amz-json-1.0")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +14,22 @@ import httpx
 import pytest
 import yaml
 
-from deployments.launcher import EmbeddedLauncher
 from deployments.receiver import create_app
 from deployments.signatures import SnsVerifier
-from rollback import aws, sandbox
+from rollback import aws
 from rollback.cli_serve import background_server
 from rollback.config import Config, load_config
 from rollback.runtime import Runtime
+from tests.functional.receiver_rig import (
+    REPO,
+    LocalHttp,
+    Receiver,
+    audit_count,
+    local_verifier,
+    running,
+    seed_world,
+    write_config,
+)
 from tests.unit.webhooks.helpers import (
     SnsSigner,
     alarm_action,
@@ -32,97 +39,8 @@ from tests.unit.webhooks.helpers import (
     new_secret,
     sns_alarm_message,
     sns_notification,
+    sns_time,
 )
-
-REPO = "octo-org/octo-repo"
-
-
-def write_config(path: Path, **extra: Any) -> Path:
-    data = sandbox.demo_config(path, poll_interval_s=0.05)
-    for env in data["environments"].values():
-        env["cooldown_s"] = 900
-    data["webhooks"] = {
-        "github": {
-            "secret_env": "TEST_GITHUB_SECRET",
-            "rules": [
-                {"repository": REPO, "workflow": "test", "environment": "staging", "service": "api"}
-            ],
-        },
-        "api_token_env": "TEST_API_TOKEN",
-        "mode": "embedded",
-    }
-    data["alarms"] = {
-        "api-5xx": {"environment": "staging", "service": "api"},
-        "Test alert": {"environment": "staging", "service": "api"},
-    }
-    data.update(extra)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def seed_world(config_path: Path) -> Config:
-    sandbox.seed()
-    config = load_config(config_path)
-    rt = Runtime(config)
-    rt.ensure_tables()
-    for env in ("prod", "staging"):
-        rt.history.import_many(sandbox.demo_history(env, "api"))
-    return config
-
-
-def running(service: str = "api-staging") -> str:
-    ecs = aws.client("ecs")
-    out = ecs.describe_services(cluster=sandbox.CLUSTER, services=[service])
-    return out["services"][0]["taskDefinition"].rsplit("/", 1)[-1]
-
-
-class Receiver:
-    """The app under test with its launcher and generated secrets."""
-
-    def __init__(self, config: Config, verifier: SnsVerifier | None = None) -> None:
-        self.github_secret = new_secret()
-        self.token = new_secret()
-        self.config = config
-        self.launcher = EmbeddedLauncher(config)
-        self.app = create_app(
-            config,
-            self.launcher,
-            sns_verifier=verifier,
-            environ={"TEST_GITHUB_SECRET": self.github_secret, "TEST_API_TOKEN": self.token},
-        )
-        self.texts: list[str] = []
-        self._server = background_server(self.app)
-        self.url = self._server.__enter__()
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-
-    def close(self) -> None:
-        self.client.close()
-        self._server.__exit__(None, None, None)
-
-    def post(self, path: str, **kwargs: Any) -> Any:
-        resp = self.client.post(path, **kwargs)
-        self.texts.append(resp.text)
-        return resp
-
-    def github(
-        self, payload: Any, secret: str | None = "", delivery: str | None = None, **kw: Any
-    ) -> Any:
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        key = self.github_secret if secret == "" else secret
-        return self.post(
-            "/webhooks/github", content=body, headers=github_headers(key, body, delivery, **kw)
-        )
-
-    def bearer(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def wait(self) -> None:
-        assert self.launcher.wait_idle(60)
-
-    def assert_no_secret(self, caplog: pytest.LogCaptureFixture) -> None:
-        for text in [*self.texts, caplog.text]:
-            assert self.github_secret not in text
-            assert self.token not in text
 
 
 @pytest.fixture
@@ -159,10 +77,6 @@ def test_signed_failure_rolls_the_service_back(
     assert record is not None and record.trigger == "webhook"
     assert record.flow_run_id == body["flow_run_id"]
     receiver.assert_no_secret(caplog)
-
-
-def audit_count(config: Config, env: str = "staging", service: str = "api") -> int:
-    return len(Runtime(config).audit.recent(env, service))
 
 
 @pytest.mark.parametrize("secret", [None, "wrong"], ids=["no-signature", "wrong-secret"])
@@ -259,6 +173,7 @@ def test_unmapped_and_uninteresting_events_are_ignored(receiver: Receiver) -> No
     # GIVEN events no rule asks for
     other_repo = failed_run()
     other_repo["repository"]["full_name"] = "octo-org/other"
+    other_repo["workflow_run"]["head_repository"]["full_name"] = "octo-org/other"
     cases = [
         (other_repo, "workflow_run", "no rule maps octo-org/other"),
         (failed_run(conclusion="success"), "workflow_run", "concluded 'success'"),
@@ -406,8 +321,8 @@ def test_alarm_action_rolls_back(receiver: Receiver) -> None:
     payload = alarm_action()  # "Test alert"
     # WHEN it arrives without the token  THEN 401
     assert receiver.post("/webhooks/cloudwatch", json=payload).status_code == 401
-    # WHEN it arrives with the bearer token  THEN accepted, and the service rolls back
-    resp = receiver.post("/webhooks/cloudwatch", json=payload, headers=receiver.bearer())
+    # WHEN it arrives with the alarm token  THEN accepted, and the service rolls back
+    resp = receiver.post("/webhooks/cloudwatch", json=payload, headers=receiver.alarm_bearer())
     assert resp.status_code == 202, resp.text
     receiver.wait()
     assert running() == "api:3"
@@ -416,7 +331,7 @@ def test_alarm_action_rolls_back(receiver: Receiver) -> None:
 
 
 def test_alarm_shapes_and_transitions(receiver: Receiver) -> None:
-    auth = receiver.bearer()
+    auth = receiver.alarm_bearer()
     ignored = [
         (eventbridge_alarm("api-5xx", new="OK", old="ALARM"), "went to OK"),
         (eventbridge_alarm("api-5xx", new="ALARM", old="ALARM"), "already in ALARM"),
@@ -440,39 +355,6 @@ def test_alarm_shapes_and_transitions(receiver: Receiver) -> None:
     assert running() == "api:3" and audit_count(receiver.config) == 1
 
 
-class LocalHttp:
-    """A tiny HTTP server on loopback: serves ``files``, answers ``status`` elsewhere,
-    and records every path asked for."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.status = 200
-        self.hits: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                outer.hits.append(self.path)
-                body = outer.files.get(self.path.split("?")[0], b"ok")
-                code = 200 if self.path.split("?")[0] in outer.files else outer.status
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def local_http() -> Iterator[LocalHttp]:
     server = LocalHttp()
@@ -484,8 +366,7 @@ def local_http() -> Iterator[LocalHttp]:
 def sns_receiver(world: Config, local_http: LocalHttp) -> Iterator[tuple[Receiver, SnsSigner]]:
     signer = SnsSigner()
     local_http.files["/cert.pem"] = signer.cert_pem
-    verifier = SnsVerifier(url_allowed=lambda url: url.startswith(local_http.url + "/"))
-    rx = Receiver(world, verifier)
+    rx = Receiver(world, local_verifier(local_http))
     yield rx, signer
     rx.wait()
     rx.close()
@@ -537,7 +418,7 @@ def test_sns_subscription_confirmation(
             "TopicArn": "arn:aws:sns:us-east-1:123456789012:alarms",
             "Message": "You have chosen to subscribe to the topic ...",
             "SubscribeURL": local_http.url + "/confirm?Action=ConfirmSubscription&Token=tok-123",
-            "Timestamp": "2024-02-17T11:53:08.431Z",
+            "Timestamp": sns_time(),
         },
         local_http.url + "/cert.pem",
     )

@@ -37,6 +37,7 @@ def failed_run(conclusion: str = "failure", **run: Any) -> dict[str, Any]:
     """The real workflow_run.completed payload, turned into a failed deploy run."""
     payload = fixture("workflow_run.completed.payload")
     payload["workflow_run"]["conclusion"] = conclusion
+    payload["workflow_run"]["event"] = "push"  # a deploy on push (the fixture: dispatch)
     payload["workflow_run"].update(run)
     return payload
 
@@ -93,8 +94,14 @@ def sns_notification(
         "TopicArn": topic,
         "Subject": 'ALARM: "api-5xx" in US East (N. Virginia)',
         "Message": json.dumps(alarm),
-        "Timestamp": "2024-02-17T11:53:08.431Z",
+        "Timestamp": sns_time(),
     }
+
+
+def sns_time(seconds_ago: float = 0) -> str:
+    """An SNS ``Timestamp`` (``2024-02-17T11:53:08.431Z`` format), ``seconds_ago``."""
+    stamp = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sns_alarm_message(name: str, new: str = "ALARM", old: str = "OK") -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from deployments.signatures import (
@@ -71,7 +74,7 @@ CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.p
 def verifier_for(signer: SnsSigner) -> SnsVerifier:
     fetched: list[str] = []
 
-    def fetch(url: str) -> bytes:
+    async def fetch(url: str, timeout_s: float) -> bytes:
         fetched.append(url)
         return signer.cert_pem
 
@@ -80,32 +83,37 @@ def verifier_for(signer: SnsSigner) -> SnsVerifier:
     return verifier
 
 
+def verify(verifier: SnsVerifier, message: dict[str, Any]) -> tuple[bool, str]:
+    return asyncio.run(verifier.verify(message))
+
+
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_sns_signature_good_and_bad(signer: SnsSigner, version: str) -> None:
     verifier = verifier_for(signer)
     message = signer.sign(sns_notification(sns_alarm_message("api-5xx")), CERT_URL, version)
-    assert verifier.verify(message) == (True, "")
-    assert verifier.verify(message | {"Message": "{}"})[0] is False
-    assert verifier.verify(message | {"Subject": "other"})[0] is False
-    assert verifier.verify(message | {"Signature": "not base64!"})[0] is False
+    assert verify(verifier, message) == (True, "")
+    assert verify(verifier, message | {"Message": "{}"})[0] is False
+    assert verify(verifier, message | {"Subject": "other"})[0] is False
+    assert verify(verifier, message | {"Signature": "not base64!"})[0] is False
     forged = SnsSigner().sign(sns_notification(sns_alarm_message("api-5xx")), CERT_URL, version)
-    assert verifier.verify(forged) == (False, "SNS signature does not match")
+    assert verify(verifier, forged) == (False, "SNS signature does not match")
     assert verifier.fetched == [CERT_URL]  # type: ignore[attr-defined] # cached
 
 
 def test_sns_certificate_url_checked_before_any_fetch(signer: SnsSigner) -> None:
     verifier = verifier_for(signer)
     message = signer.sign(sns_notification({}), "https://evil.example/cert.pem")
-    assert verifier.verify(message) == (False, "signing certificate URL is not an SNS host")
+    assert verify(verifier, message) == (False, "signing certificate URL is not an SNS host")
     assert verifier.fetched == []  # type: ignore[attr-defined]
     assert (
-        verifier.verify(message | {"SignatureVersion": "3", "SigningCertURL": CERT_URL})[0] is False
+        verify(verifier, message | {"SignatureVersion": "3", "SigningCertURL": CERT_URL})[0]
+        is False
     )
     with pytest.raises(ValueError):
-        verifier.confirm("https://evil.example/confirm")
+        asyncio.run(verifier.confirm("https://evil.example/confirm"))
 
 
 def test_sns_message_without_subject_verifies(signer: SnsSigner) -> None:
     message = sns_notification(sns_alarm_message("api-5xx"))
     del message["Subject"]
-    assert verifier_for(signer).verify(signer.sign(message, CERT_URL))[0]
+    assert verify(verifier_for(signer), signer.sign(message, CERT_URL))[0]

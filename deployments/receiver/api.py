@@ -1,0 +1,181 @@
+"""The REST API the dashboards call: ``POST /rollback`` and ``GET /deployment/*``,
+admitted by the API bearer token (``webhooks.api_token_env``, credential ``api-token``).
+A request made here is manual: a person asked, and protected environments want their
+typed confirmation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from deployments.receiver.bodies import parse_json, read_body
+from deployments.receiver.context import Context
+from deployments.receiver.errors import Refused, error
+from deployments.signatures import verify_bearer
+from rollback.config import Config
+from rollback.errors import ConfigError
+from rollback.models import RollbackRequest, utcnow
+from rollback.runtime import Runtime
+
+CREDENTIAL = "api-token"
+
+
+class RollbackBody(BaseModel):
+    """``POST /rollback`` (documentation of the body; parsed by hand for clear errors)."""
+
+    environment: str
+    rollback_type: str = Field(description="echoed back; e.g. quick or full")
+    user_id: str
+    reason: str
+    image_tag: str | None = Field(default=None, description="omitted: the last good version")
+    service: str | None = Field(default=None, description="default: the environment's only service")
+    confirmation: str | None = Field(default=None, description="for protected environments")
+    dry_run: bool = False
+
+
+def router(ctx: Context) -> APIRouter:
+    api = APIRouter()
+
+    def authorized(request: Request) -> bool:
+        token = ctx.secret(ctx.hooks.api_token_env)
+        return verify_bearer(token, request.headers.get("authorization"))
+
+    @api.post(
+        "/rollback",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": RollbackBody.model_json_schema()}},
+            }
+        },
+    )
+    async def rollback(request: Request) -> JSONResponse:
+        """Start a rollback (the dashboards' API). Bearer token required; the same
+        ``Idempotency-Key`` with another body is refused (422)."""
+        if not authorized(request):
+            return error(401, "missing or invalid bearer token")
+        data = parse_json(await read_body(request, ctx.hooks.max_body_bytes))
+        req, rollback_type = api_request(ctx.config, data, request.headers.get("idempotency-key"))
+        acceptance = await ctx.submit(req)
+        where = f"{req.environment}/{req.service}"
+        if acceptance.status == "in_flight":
+            return error(
+                409, f"a rollback of {where} is already in flight (audit {acceptance.audit_id})"
+            )
+        return JSONResponse(
+            {
+                "status": "success",
+                "message": "Rollback initiated"
+                if acceptance.status == "accepted"
+                else "Rollback already initiated",
+                "data": {
+                    "audit_id": acceptance.audit_id,
+                    "workflow_run_id": acceptance.flow_run_id,
+                    "environment": req.environment,
+                    "service": req.service,
+                    "rollback_type": rollback_type,
+                    "image_tag": req.to,
+                    "estimated_duration": ctx.hooks.estimated_duration,
+                    "monitor_url": acceptance.monitor_url,
+                },
+            }
+        )
+
+    @api.get("/deployment/history")
+    async def history(
+        request: Request, environment: str = "", service: str | None = None, limit: int = 50
+    ) -> JSONResponse:
+        """Deploys and rollbacks, newest first."""
+        if not authorized(request):
+            return error(401, "missing or invalid bearer token")
+        known(ctx.config, environment, service)
+        if not 1 <= limit <= 1000:
+            return error(400, "limit must be between 1 and 1000")
+        from rollback.stores.history import record_to_dict
+
+        records = await run_in_threadpool(
+            ctx.runtime.history.query, environment, service or None, limit
+        )
+        return JSONResponse({"status": "success", "data": [record_to_dict(r) for r in records]})
+
+    @api.get("/deployment/stats")
+    async def stats(request: Request, environment: str = "", days: int = 30) -> JSONResponse:
+        """The report's numbers for one environment over the last ``days``."""
+        if not authorized(request):
+            return error(401, "missing or invalid bearer token")
+        known(ctx.config, environment, None)
+        if not 1 <= days <= 366:
+            return error(400, "days must be between 1 and 366")
+        data = await run_in_threadpool(deployment_stats, ctx.runtime, environment, days)
+        return JSONResponse({"status": "success", "data": data})
+
+    return api
+
+
+def deployment_stats(rt: Runtime, environment: str, days: int) -> dict[str, Any]:
+    """The same numbers ``reports.metrics`` computes for the metrics report."""
+    from reports.load import audit_from_store, records_frame
+    from reports.metrics import compute
+
+    history = records_frame(rt.history.query(environment))
+    audit = audit_from_store(rt.audit)
+    document = compute(history, audit, environment, utcnow(), days).document
+    keys = ("environment", "generatedAt", "window", "stats", "recentTrends", "dora", "rollbacks")
+    return {k: document[k] for k in keys if k in document} | {
+        "services": document.get("services", {})
+    }
+
+
+def known(config: Config, environment: str, service: str | None) -> None:
+    if not environment:
+        raise Refused(400, "environment is required")
+    try:
+        if service:
+            config.service(environment, service)
+        else:
+            config.environment(environment)
+    except ConfigError as exc:
+        raise Refused(404, str(exc)) from None
+
+
+def api_request(
+    config: Config, data: Any, idempotency_key: str | None
+) -> tuple[RollbackRequest, str]:
+    """The ``POST /rollback`` body as a rollback request; Refused names what is wrong."""
+    if not isinstance(data, dict):
+        raise Refused(400, "body must be a JSON object")
+    for name in ("environment", "rollback_type", "user_id", "reason"):
+        value = data.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise Refused(400, f"{name} is required")
+    for name in ("image_tag", "service", "confirmation"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise Refused(400, f"{name} must be a string")
+    if not isinstance(data.get("dry_run", False), bool):
+        raise Refused(400, "dry_run must be true or false")
+    environment = data["environment"].strip()
+    service = (data.get("service") or "").strip() or None
+    known(config, environment, service)
+    if service is None:
+        services = sorted(config.environment(environment).services)
+        if len(services) != 1:
+            raise Refused(400, f"service is required: {environment} has {', '.join(services)}")
+        service = services[0]
+    key = (idempotency_key or "").strip()[:200]
+    request = RollbackRequest(
+        environment=environment,
+        service=service,
+        to=(data.get("image_tag") or "").strip() or None,
+        reason=data["reason"].strip()[:500],
+        requested_by=data["user_id"].strip()[:200],
+        trigger="manual",
+        dry_run=data.get("dry_run", False),
+        confirmation=data.get("confirmation"),
+        source_event_id=f"api:{key}" if key else None,
+        authenticated_by=CREDENTIAL,
+    )
+    return request, data["rollback_type"].strip()

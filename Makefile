@@ -56,7 +56,7 @@ STACK_ARGS = --state-dir $(STACK_DIR) --workers $(WORKERS) \
 	$(if $(filter 1 true yes,$(POSTGRES)),--postgres) $(if $(filter 1 true yes,$(SANDBOX)),--sandbox)
 
 stack: setup
-	$(BIN)/python -m deployments.stack up $(STACK_ARGS)
+	$(BIN)/python -m devstack.stack up $(STACK_ARGS)
 
 stack-down:
-	$(BIN)/python -m deployments.stack down --state-dir $(STACK_DIR)
+	$(BIN)/python -m devstack.stack down --state-dir $(STACK_DIR)

@@ -26,8 +26,9 @@ from botocore import xform_name  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from devstack import sandbox  # noqa: E402
 from flows.rollback_flow import rollback_flow  # noqa: E402
-from rollback import aws, sandbox  # noqa: E402
+from rollback import aws
 from rollback.models import RollbackRequest  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))

@@ -1,7 +1,7 @@
 """How fast the local stack drains a burst of rollback requests, and what a second
 worker buys.
 
-On 127.0.0.1 only: the stack (deployments/stack.py) with the moto sandbox seeded with
+On 127.0.0.1 only: the stack (devstack/stack.py) with the moto sandbox seeded with
 10 ECS services, the receiver in deployment mode, rollback-auto on process workers
 (each limited to BENCH_WORKER_LIMIT concurrent runs). For SQLite and PostgreSQL, with 1
 and then 2 workers, in one run: 50 requests (5 per service) posted to the receiver at
@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from deployments.stack import Options, Stack, down, seed, up  # noqa: E402
-from rollback.sandbox import CLUSTER, free_port  # noqa: E402
+from devstack.sandbox import CLUSTER, free_port  # noqa: E402
+from devstack.stack import Options, Stack, down, seed, up  # noqa: E402
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "50"))
 SERVICES = int(os.environ.get("BENCH_SERVICES", "10"))

@@ -120,10 +120,10 @@ def main() -> None:
     )
     import httpx
 
-    from rollback import sandbox
+    from devstack import sandbox
+    from devstack.sandbox import free_port
     from rollback.config import load_config
     from rollback.runtime import Runtime
-    from rollback.sandbox import free_port
 
     secret = os.urandom(24).hex()
     requests = build_requests(secret, args.deliveries, args.distinct, args.bad)

@@ -139,7 +139,7 @@ def prefect_env(tmp: Path) -> dict[str, str]:
 def start_prefect_server(procs: list[Any], tmp: Path) -> str:
     import httpx
 
-    from rollback.sandbox import free_port
+    from devstack.sandbox import free_port
 
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -152,7 +152,7 @@ def start_prefect_server(procs: list[Any], tmp: Path) -> str:
 def write_config(path: Path, mode: str, cooldown_s: float = 0) -> Path:
     import yaml
 
-    from rollback import sandbox
+    from devstack import sandbox
 
     data = sandbox.demo_config(path, poll_interval_s=0.05)
     for env in data["environments"].values():
@@ -171,7 +171,7 @@ def write_config(path: Path, mode: str, cooldown_s: float = 0) -> Path:
 
 
 def seed(config_path: Path) -> Any:
-    from rollback import sandbox
+    from devstack import sandbox
     from rollback.config import load_config
     from rollback.runtime import Runtime
 
@@ -202,7 +202,8 @@ def percentile(values: list[float], q: float) -> float:
 
 # -- measurements -------------------------------------------------------------------------
 def reset_service() -> None:
-    from rollback import aws, sandbox
+    from devstack import sandbox
+    from rollback import aws
 
     aws.client("ecs").update_service(
         cluster=sandbox.CLUSTER, service="api-staging", taskDefinition="api:4"
@@ -211,7 +212,8 @@ def reset_service() -> None:
 
 def raw_calls(recorder: Recorder, runs: int) -> list[float]:
     """The same ECS calls a rollback needs to reach UpdateService, made directly."""
-    from rollback import aws, sandbox
+    from devstack import sandbox
+    from rollback import aws
 
     out = []
     for _ in range(runs):
@@ -274,7 +276,7 @@ def main() -> None:
         }
     )
     from deployments.signatures import github_signature  # noqa: F401 - import cost up front
-    from rollback import sandbox
+    from devstack import sandbox
 
     secret = os.urandom(24).hex()
     with tempfile.TemporaryDirectory() as tmp_name, processes() as procs:
@@ -293,9 +295,9 @@ def main() -> None:
 def run_modes(
     procs: list[Any], tmp: Path, api: str, recorder: Recorder, secret: str, runs: int
 ) -> dict[str, list[float]]:
-    from deployments.launcher import DeploymentLauncher, EmbeddedLauncher
+    from deployments.cli.serve import background_server
     from deployments.receiver import create_app
-    from rollback.cli_serve import background_server
+    from flows.launch import DeploymentLauncher, EmbeddedLauncher
     from rollback.runtime import Runtime
 
     environ = {"BENCH_GITHUB_SECRET": secret, "BENCH_API_TOKEN": secret[::-1]}

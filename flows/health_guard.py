@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from deployments.launcher import EmbeddedLauncher, Intake, Launcher, make_launcher
+from flows.launch import EmbeddedLauncher, Intake, Launcher, make_launcher
 from rollback.config import Config, load_config
 from rollback.config.webhooks import ServiceHealth
 from rollback.models import RollbackRequest, utcnow

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rollback.sandbox import moto_server
+from devstack.sandbox import moto_server
 from tests.servers import reset_moto
 
 # Fake credentials for the local AWS stand-in; set before any boto3 client exists.

@@ -1,12 +1,12 @@
 """Helpers for the real local stand-ins the tests start (the moto server itself is
-``rollback.sandbox.moto_server``, the same one the demo uses)."""
+``devstack.sandbox.moto_server``, the same one the demo uses)."""
 
 from __future__ import annotations
 
 import time
 import urllib.request
 
-from rollback.sandbox import free_port
+from devstack.sandbox import free_port
 
 __all__ = ["free_port", "reset_moto", "wait_http"]
 

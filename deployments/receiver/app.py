@@ -19,11 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments import events
-from deployments.launcher import Intake, Launcher, printable
 from deployments.receiver import api, cloudwatch, github
 from deployments.receiver.context import Context
 from deployments.receiver.errors import RETRY_AFTER_S, CatchInternalErrors, Refused, error
 from deployments.signatures import SnsVerifier
+from flows.launch import Intake, Launcher, printable
 from rollback.config import Config
 from rollback.config.webhooks import WebhooksConfig
 from rollback.errors import ConfigError

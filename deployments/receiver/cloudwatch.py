@@ -22,11 +22,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from deployments import events
-from deployments.launcher import printable
 from deployments.receiver.bodies import parse_json, read_body
 from deployments.receiver.context import Context
 from deployments.receiver.errors import Refused, error
 from deployments.signatures import sns_envelope, sns_envelope_refusal, verify_bearer
+from flows.launch import printable
 from rollback.models import utcnow
 
 log = logging.getLogger("deployments.receiver")

@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from deployments import events
-from deployments.launcher import Acceptance, Intake, Launcher, RequestMismatch, printable
 from deployments.receiver.errors import RefusalLog, Refused, unavailable
 from deployments.signatures import SnsVerifier
+from flows.launch import Acceptance, Intake, Launcher, RequestMismatch, printable
 from rollback.config import Config
 from rollback.config.webhooks import WebhooksConfig
 from rollback.errors import RollbackError

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deployments.launcher import printable
+from flows.launch import printable
 from rollback.models import new_id
 
 log = logging.getLogger("deployments.receiver")

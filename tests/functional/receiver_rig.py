@@ -15,11 +15,12 @@ import httpx
 import pytest
 import yaml
 
-from deployments.launcher import EmbeddedLauncher
+from deployments.cli.serve import background_server
 from deployments.receiver import create_app
 from deployments.signatures import SnsVerifier
-from rollback import aws, sandbox
-from rollback.cli_serve import background_server
+from devstack import sandbox
+from flows.launch import EmbeddedLauncher
+from rollback import aws
 from rollback.config import Config, load_config
 from rollback.runtime import Runtime
 from tests.unit.webhooks.helpers import github_headers, new_secret

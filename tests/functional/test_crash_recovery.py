@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from devstack.sandbox import CLUSTER
 from flows.rollback_flow import rollback_flow
 from rollback import aws
 from rollback.config import load_config
 from rollback.models import RollbackRequest, Status
 from rollback.runtime import Runtime
-from rollback.sandbox import CLUSTER
 from tests.conftest import cli_env
 from tests.fakes.faulty_proxy import faulty_proxy
 from tests.functional.world import make_world, service_task_definition

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.sandbox import free_port
 from flows.rollback_flow import rollback_flow
 from rollback.config import load_config
 from rollback.errors import StoreError
 from rollback.health import consecutive_ok
 from rollback.models import RollbackRequest
 from rollback.runtime import Runtime
-from rollback.sandbox import free_port
 from tests.conftest import cli_env
 from tests.functional.world import make_world, service_task_definition
 

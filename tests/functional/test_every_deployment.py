@@ -1,6 +1,6 @@
 """Every deployment of prefect.yaml, run once through a real worker, the way users reach it.
 
-The real local stack (``deployments.stack.up``): the moto sandbox, a `prefect server
+The real local stack (``devstack.stack.up``): the moto sandbox, a `prefect server
 start` (SQLite), `prefect deploy --all`, a process worker and the receiver in deployment
 mode. A worker loads each entrypoint as a script, with ``flows/`` on the import path, so a
 module that shadows a package, or any import that only works from the repository root,
@@ -23,8 +23,8 @@ import httpx
 import pytest
 import yaml
 
-from deployments.stack import Options, Stack, down, up
-from rollback.sandbox import CLUSTER, free_port
+from devstack.sandbox import CLUSTER, free_port
+from devstack.stack import Options, Stack, down, up
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

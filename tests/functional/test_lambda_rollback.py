@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from devstack.sandbox_lambda import seed_lambda
 from flows.rollback_flow import rollback_flow
 from rollback import aws as aws_clients
 from rollback import decisions
 from rollback.errors import NotFoundError
 from rollback.models import RollbackRequest
-from rollback.sandbox_lambda import seed_lambda
 from rollback.targets.lambda_alias import LambdaAliasConfig, LambdaAliasTarget
 from tests.fakes.flow_config import write_config
 

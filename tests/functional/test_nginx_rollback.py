@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.sandbox import stop_process
 from flows.rollback_flow import rollback_flow
 from rollback.config import load_config
 from rollback.models import DeploymentRecord, RollbackRequest, utcnow
 from rollback.runtime import Runtime
-from rollback.sandbox import stop_process
 from tests.servers import free_port, wait_http
 
 NGINX = shutil.which("nginx") or next(

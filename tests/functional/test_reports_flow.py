@@ -12,8 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from deployments.cli.main import app
 from reports.cloudwatch import CloudWatchMetrics, MetricQuery
-from rollback.cli import app
 from rollback.config.reporting import MetricSpec
 from rollback.models import AuditRecord, DeploymentRecord, Status
 from rollback.stores.audit import AuditStore

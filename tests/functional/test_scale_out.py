@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.stack import Options, Stack, down, up
+from devstack.sandbox import free_port
+from devstack.stack import Options, Stack, down, up
 from rollback.models import parse_iso
-from rollback.sandbox import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

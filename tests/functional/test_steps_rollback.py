@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from devstack.sandbox import CLUSTER
 from flows.rollback_flow import rollback_flow
 from rollback.config import load_config
 from rollback.models import DeploymentRecord, RollbackRequest, Status, utcnow
 from rollback.runtime import Runtime
-from rollback.sandbox import CLUSTER
 from rollback.targets.base import build_target, parse_service_config
 from tests.functional.world import make_world, service_task_definition
 

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.stack import Options, Stack, down, up
-from rollback.sandbox import free_port
+from devstack.sandbox import free_port
+from devstack.stack import Options, Stack, down, up
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 import yaml
 
+from deployments.cli.serve import background_server
 from deployments.receiver import create_app
 from deployments.signatures import SnsVerifier
 from rollback import aws
-from rollback.cli_serve import background_server
 from rollback.config import Config, load_config
 from rollback.runtime import Runtime
 from tests.functional.receiver_rig import (

@@ -7,10 +7,10 @@ from typing import Any
 
 import yaml
 
+from devstack.sandbox import CLUSTER, demo_config, demo_history, seed
 from rollback import aws
 from rollback.config import load_config
 from rollback.runtime import Runtime
-from rollback.sandbox import CLUSTER, demo_config, demo_history, seed
 
 
 def make_world(

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from devstack.sandbox import CLUSTER
 from flows.rollback_flow import rollback_flow
 from rollback import aws as aws_api
 from rollback import decisions
 from rollback.config import load_config
 from rollback.models import AuditRecord, DeploymentRecord, RollbackRequest, Status, iso, utcnow
 from rollback.runtime import Runtime
-from rollback.sandbox import CLUSTER
 from tests.functional.test_cli import cli
 from tests.functional.test_nginx_rollback import NGINX, Site, site  # noqa: F401 - fixture
 from tests.functional.test_nginx_rollback import run as nginx_run

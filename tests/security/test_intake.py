@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rollback import sandbox
+from devstack import sandbox
 from rollback.config import Config
 from rollback.models import AuditRecord, Status, utcnow
 from rollback.runtime import Runtime

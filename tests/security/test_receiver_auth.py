@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deployments.launcher import EmbeddedLauncher
 from deployments.receiver import create_app
+from flows.launch import EmbeddedLauncher
 from rollback.config import Config
 from rollback.errors import ConfigError
 from rollback.runtime import Runtime

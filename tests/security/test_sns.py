@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from deployments.cli.serve import background_server
 from deployments.receiver import create_app
 from deployments.signatures import SnsVerifier
-from rollback.cli_serve import background_server
 from rollback.config import Config
 from tests.functional.receiver_rig import (
     TOPIC,

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.sandbox import ACCOUNT, REGION, image, seed
 from flows.rollback_flow import rollback_flow
 from rollback import aws as aws_api
 from rollback import decisions
 from rollback.config import load_config
 from rollback.models import DeploymentRecord, RollbackRequest, Status, Version, utcnow
 from rollback.runtime import Runtime
-from rollback.sandbox import ACCOUNT, REGION, image, seed
 from rollback.targets.base import build_target, parse_service_config
 from rollback.targets.ecs import same_family
 from tests.functional.test_cli import cli

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.launcher import default_mode
+from flows.launch import default_mode
 from rollback.config import parse_config
 from rollback.config.webhooks import ServiceHealth
 from rollback.stores.health_state import HealthState

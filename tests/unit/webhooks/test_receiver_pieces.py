@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from deployments.launcher import fingerprint, fingerprint_mismatch, printable
 from deployments.receiver.bodies import parse_json, within_depth
 from deployments.receiver.errors import Refused
 from deployments.signatures import arn_region, sns_envelope, sns_envelope_refusal, sns_region
+from flows.launch import fingerprint, fingerprint_mismatch, printable
 from rollback.models import RollbackRequest
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:alarms"

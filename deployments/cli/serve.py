@@ -33,8 +33,8 @@ def serve(
     """Run the webhook receiver and REST API (FastAPI + uvicorn)."""
     import uvicorn
 
-    from deployments.launcher import EmbeddedLauncher, default_mode, make_launcher
     from deployments.receiver import create_app
+    from flows.launch import EmbeddedLauncher, default_mode, make_launcher
     from rollback.config import load_config
 
     cfg = load_config(config)
@@ -45,7 +45,7 @@ def serve(
     launcher = make_launcher(cfg, chosen)
     if isinstance(launcher, EmbeddedLauncher):
         typer.echo("starting in embedded mode: rollbacks run in this process")
-        from rollback.local_api import tie_temporary_api
+        from deployments.cli.local_api import tie_temporary_api
 
         tie_temporary_api()  # from the main thread: a killed receiver leaves no server
         launcher.warm_up()  # the first webhook must not wait for a Prefect API to start

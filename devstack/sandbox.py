@@ -204,9 +204,9 @@ def demo_history(environment: str, service: str, family: str = "api") -> list[De
 
 def seed_all(config_path: Path) -> None:
     """Seed AWS, write the config, create the stores and load the demo history."""
+    from devstack.sandbox_lambda import seed_lambda
     from rollback.config import load_config
     from rollback.runtime import Runtime
-    from rollback.sandbox_lambda import seed_lambda
 
     demo_config(config_path)
     seed()

@@ -104,10 +104,10 @@ def run(
 
 def run_flow(request: Any, config_path: str, quiet: bool = False) -> dict[str, Any]:
     """Run the rollback flow in this process, printing progress lines as they happen."""
+    from deployments.cli.console import one_line_console
+    from deployments.cli.local_api import tie_temporary_api
     from flows.rollback_flow import rollback_flow
     from rollback import progress
-    from rollback.cli_console import one_line_console
-    from rollback.local_api import tie_temporary_api
     from rollback.text import log_safe
 
     one_line_console()  # one line per warning, never a traceback (the UI keeps them)
@@ -329,7 +329,7 @@ def sandbox(
     config_out: Annotated[Path, typer.Option("--config-out")] = Path(".sandbox/config.yaml"),
 ) -> None:
     """Start a seeded local AWS sandbox (moto) and keep it up until interrupted."""
-    from rollback import sandbox as sb
+    from devstack import sandbox as sb
 
     with sb.moto_server(port) as url:
         os.environ.update(sb.SANDBOX_ENV | {"AWS_ENDPOINT_URL": url})
@@ -354,7 +354,7 @@ def sandbox(
 @app.command()
 def demo() -> None:
     """Sandbox + a real rollback flow run + the audit record, in one go."""
-    from rollback import sandbox as sb
+    from devstack import sandbox as sb
     from rollback.models import RollbackRequest
     from rollback.runtime import Runtime
     from rollback.stores.audit import audit_dict
@@ -394,10 +394,10 @@ def demo() -> None:
 
 
 # -- subcommands from other modules --
-from rollback.cli_serve import register as _register_serve  # noqa: E402
+from deployments.cli.serve import register as _register_serve  # noqa: E402
 
 _register_serve(app)
-from rollback.cli_report import register as _register_report  # noqa: E402
+from deployments.cli.report import register as _register_report  # noqa: E402
 
 _register_report(app)
 

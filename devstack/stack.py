@@ -1,6 +1,6 @@
 """The local stack: everything the service needs, on 127.0.0.1, started and stopped by pid.
 
-``python -m deployments.stack up`` (``make stack``) starts, in order: the moto sandbox
+``python -m devstack.stack up`` (``make stack``) starts, in order: the moto sandbox
 with a seeded world and a ready config (``--sandbox``), PostgreSQL (``--postgres``; the
 machine's binaries refuse root, so they run as the ``postgres`` user), a Prefect server
 (SQLite otherwise), the ``rollback-pool`` work pool, one global concurrency limit per
@@ -203,7 +203,7 @@ def _start_all(stack: Stack, opts: Options) -> None:
 
 
 def _start_sandbox(stack: Stack, opts: Options, state: Path) -> None:
-    from rollback.sandbox import SANDBOX_ENV
+    from devstack.sandbox import SANDBOX_ENV
 
     stack.moto_url = f"http://127.0.0.1:{opts.moto_port}"
     stack.env.update(SANDBOX_ENV | {"AWS_ENDPOINT_URL": stack.moto_url})
@@ -220,7 +220,7 @@ def _start_sandbox(stack: Stack, opts: Options, state: Path) -> None:
 
 def seed(stack: Stack, services: int = 0) -> None:
     """(Re)seed the sandbox world in a child process (its AWS environment stays there)."""
-    cmd = [sys.executable, "-m", "deployments.stack", "seed", "--config", stack.config]
+    cmd = [sys.executable, "-m", "devstack.stack", "seed", "--config", stack.config]
     result = subprocess.run(
         [*cmd, "--services", str(services)],
         env=_env(stack),
@@ -236,7 +236,7 @@ def seed(stack: Stack, services: int = 0) -> None:
 def seed_world(config_path: Path, services: int) -> None:
     """The demo world (services=0) or a fleet of ``services`` staging ECS services, each
     on api:4 (the bad deploy) with api:1..3 good in its history."""
-    from rollback import sandbox
+    from devstack import sandbox
     from rollback.config import load_config
     from rollback.runtime import Runtime
 
@@ -254,7 +254,7 @@ def seed_world(config_path: Path, services: int) -> None:
 
 
 def fleet_config(names: list[str]) -> dict[str, Any]:
-    from rollback.sandbox import CLUSTER
+    from devstack.sandbox import CLUSTER
 
     def ecs(name: str) -> dict[str, Any]:
         return {
@@ -517,7 +517,7 @@ def _flag(name: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deployments.stack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("up", help="start the stack and return once everything answers")
     start.add_argument("--state-dir", type=Path, default=ROOT / ".stack")

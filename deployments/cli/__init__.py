@@ -1,0 +1,1 @@
+"""The command line: `rollback ...` (entry point ``deployments.cli.main:main``)."""

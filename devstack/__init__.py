@@ -1,0 +1,2 @@
+"""The local stack and the sandbox world (moto, demo config): development and tests,
+not product code."""

@@ -17,10 +17,11 @@ from prefect import flow, get_run_logger
 from flows.launch import EmbeddedLauncher, Intake, Launcher, make_launcher
 from rollback.config import Config, load_config
 from rollback.config.webhooks import ServiceHealth
+from rollback.metric_sums import MetricSums
 from rollback.models import RollbackRequest, utcnow
 from rollback.runtime import Runtime
 from rollback.stores.health_state import HealthState, HealthStateStore
-from tasks.health import MetricSums, error_rates, probe_service, record_health, should_roll_back
+from tasks.health import error_rates, probe_service, record_health, should_roll_back
 
 ROLLBACK_WAIT_S = 900
 
@@ -56,9 +57,8 @@ def run_guard(
         return []
     rt = runtime or Runtime(config)
     rt.ensure_tables()
-    block = config.aws.credentials_block
-    store = HealthStateStore(config.stores.audit_table, None, block)
-    metrics = metrics or MetricSums(credentials_block=block)
+    store = rt.health_state()
+    metrics = metrics or rt.metric_sums()
     intake = Intake(config, launcher, rt)
     now = now or utcnow()
     return [

@@ -8,8 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from rollback.config import Config
+from rollback.ecr import EcrImages
+from rollback.metric_sums import MetricSums
 from rollback.notifiers.slack import SlackNotifier, slack_url
+from rollback.snapshots import RdsSnapshots
 from rollback.stores.audit import AuditStore, LockStore, MarkerStore
+from rollback.stores.health_state import HealthStateStore
 from rollback.stores.history import HistoryStore
 from rollback.targets.base import RunContext, Target, build_target
 
@@ -43,9 +47,22 @@ class Runtime:
         if key not in self._targets:
             self._targets[key] = build_target(self.config.service(environment, service))
         target = self._targets[key]
-        if hasattr(target, "context"):
-            target.context = self.run_context
+        target.bind(self.run_context, self.config.aws.credentials_block)
         return target
+
+    # -- the other adapters: every AWS client gets the configured credentials ---------------
+    def ecr_images(self) -> EcrImages:
+        return EcrImages(credentials_block=self.config.aws.credentials_block)
+
+    def rds_snapshots(self) -> RdsSnapshots:
+        return RdsSnapshots(credentials_block=self.config.aws.credentials_block)
+
+    def metric_sums(self) -> MetricSums:
+        return MetricSums(credentials_block=self.config.aws.credentials_block)
+
+    def health_state(self) -> HealthStateStore:
+        block = self.config.aws.credentials_block
+        return HealthStateStore(self.config.stores.audit_table, None, block)
 
     def slack(self) -> SlackNotifier | None:
         cfg = self.config.notifications.slack

@@ -7,7 +7,6 @@ from prefect import get_run_logger
 
 from rollback.models import RollbackRequest, Version
 from rollback.runtime import Runtime
-from rollback.targets.steps import StepsTarget
 from tasks._common import stage
 
 
@@ -21,10 +20,10 @@ def mark_bad(rt: Runtime, request: RollbackRequest, version: str) -> None:
 def execute(rt: Runtime, request: RollbackRequest, target: Version, audit_id: str) -> None:
     get_run_logger().info("switching %s/%s to %s", request.environment, request.service, target)
     platform = rt.target(request.environment, request.service)
-    if isinstance(platform, StepsTarget):
-        # A saga undoes finished steps to the before-state the audit record holds,
-        # not to what this process happens to remember.
+
+    def before() -> str | None:  # what the audit record says ran before the change
         record = rt.audit.get(audit_id)
-        if record and record.from_version:
-            platform.before = platform.lookup(record.from_version)
+        return record.from_version if record else None
+
+    platform.prepare(before)
     platform.execute(target)

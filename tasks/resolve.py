@@ -74,8 +74,8 @@ def resolve_target(
         if all(c.passed for c in target.check(current, version)):  # e.g. images still in ECR
             return resolved(version, "newest older platform version (no usable history)")
     # A target may word this itself (e.g. "no earlier published version of FUNCTION").
-    reason = getattr(
-        target, "no_target_reason", f"no earlier good version of {request.service} to roll back to"
+    reason = (
+        target.no_target_reason or f"no earlier good version of {request.service} to roll back to"
     )
     return resolved(None, reason)
 

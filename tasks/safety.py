@@ -8,11 +8,9 @@ from datetime import datetime, timedelta
 from prefect import get_run_logger
 
 from rollback import decisions
-from rollback.ecr import EcrImages
 from rollback.errors import AlreadyRecordedError, LockHeldError
 from rollback.models import AuditRecord, CheckResult, RollbackRequest, Status, utcnow
 from rollback.runtime import Runtime
-from rollback.snapshots import RdsSnapshots
 from rollback.targets.base import DESTROY_CHECK
 from tasks._common import stage
 from tasks.resolve import Resolution
@@ -118,14 +116,13 @@ def _identity(rt: Runtime, request: RollbackRequest, resolution: Resolution) -> 
     assert target is not None
     checks = []
     platform = rt.target(request.environment, request.service)
-    if not getattr(platform, "proves_versions", False):
+    if not platform.proves_versions:
         cfg = rt.config.service(request.environment, request.service)
         spec = request.to  # what the person typed, e.g. the tag of a steps release
         image_found = None
         matched = decisions.pattern_match(cfg.version_pattern, target, spec)
         if matched and cfg.ecr_repository:
-            images = EcrImages(credentials_block=rt.config.aws.credentials_block)
-            image_found = images.exists(cfg.ecr_repository, matched)
+            image_found = rt.ecr_images().exists(cfg.ecr_repository, matched)
         checks.append(
             decisions.check_known_version(
                 target,
@@ -161,9 +158,7 @@ def _migration_gate(
     ]
     cfg = rt.config.service(request.environment, request.service)
     if cfg.rds_snapshot_prefix:
-        latest = RdsSnapshots(credentials_block=rt.config.aws.credentials_block).latest(
-            cfg.rds_snapshot_prefix
-        )
+        latest = rt.rds_snapshots().latest(cfg.rds_snapshot_prefix)
         checks.append(
             decisions.check_snapshot(cfg.rds_snapshot_prefix, latest, cfg.snapshot_max_age_h, now)
         )

@@ -92,6 +92,23 @@ class Target(Protocol):
         """Confirm the platform really runs target."""
         ...
 
+    # What the core needs beyond the runbook steps; ``TargetBase`` has the defaults.
+    proves_versions: bool
+
+    @property
+    def no_target_reason(self) -> str | None:
+        """How this platform words "nothing to roll back to" (None: the core's words)."""
+        ...
+
+    def bind(self, context: RunContext, credentials_block: str | None) -> None:
+        """Who/why of the run and the credentials its AWS clients use (set by Runtime)."""
+        ...
+
+    def prepare(self, before: Callable[[], str | None]) -> None:
+        """Before the change: ``before()`` reads the from-version the audit record holds
+        (a saga puts finished steps back to it, not to what this process remembers)."""
+        ...
+
 
 @dataclass(frozen=True)
 class TargetType:
@@ -192,3 +209,21 @@ class TargetBase:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.context = RunContext()
+        self.credentials_block: str | None = None
+
+    @property
+    def no_target_reason(self) -> str | None:
+        return None
+
+    def bind(self, context: RunContext, credentials_block: str | None) -> None:
+        self.context = context
+        self.credentials_block = credentials_block
+
+    def prepare(self, before: Callable[[], str | None]) -> None:
+        return None
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client from the one credentials owner, with this run's credentials."""
+        from rollback import aws
+
+        return aws.client(service, self.credentials_block)

@@ -67,7 +67,7 @@ class CodeDeployTarget(TargetBase):
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = aws.client("codedeploy")
+            self._client = self.aws_client("codedeploy")
         return self._client
 
     @property

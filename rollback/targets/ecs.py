@@ -68,13 +68,13 @@ class EcsTarget(TargetBase):
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = aws.client("ecs")
+            self._client = self.aws_client("ecs")
         return self._client
 
     @property
     def ecr(self) -> Any:
         if self._ecr is None:
-            self._ecr = aws.client("ecr")
+            self._ecr = self.aws_client("ecr")
         return self._ecr
 
     # -- reads ---------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class LambdaAliasTarget(TargetBase):
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = aws.client("lambda")
+            self._client = self.aws_client("lambda")
         return self._client
 
     @property

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -23,6 +24,7 @@ from rollback.errors import NotFoundError, RollbackError, TargetError
 from rollback.models import CheckResult, StabilizeResult, Version
 from rollback.targets.base import (
     Progress,
+    RunContext,
     ServiceConfig,
     Target,
     TargetBase,
@@ -87,13 +89,21 @@ class StepsTarget(TargetBase):
         self.names = step_names(config)
         self.steps = steps or [build_target(s) for s in config.steps]
         # The whole is proven only when every step's platform proves its own part.
-        self.proves_versions = all(getattr(s, "proves_versions", False) for s in self.steps)
+        self.proves_versions = all(s.proves_versions for s in self.steps)
         self.before: Version | None = None  # set from the audit record before execute
+
+    def bind(self, context: RunContext, credentials_block: str | None) -> None:
+        super().bind(context, credentials_block)
+        self._bind()
+
+    def prepare(self, before: Callable[[], str | None]) -> None:
+        """The before-versions come from the audit record, not this process's memory."""
+        from_version = before()
+        self.before = self.lookup(from_version) if from_version else None
 
     def _bind(self) -> None:
         for step in self.steps:
-            if hasattr(step, "context"):
-                step.context = self.context
+            step.bind(self.context, self.credentials_block)
 
     def current(self) -> Version:
         self._bind()

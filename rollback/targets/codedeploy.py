@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime
 from typing import Any, Literal
 
@@ -35,6 +34,7 @@ from botocore.exceptions import ClientError
 from rollback import aws
 from rollback.errors import NotFoundError, TargetError
 from rollback.models import CheckResult, StabilizeResult, Version
+from rollback.targets._polling import State, poll_until
 from rollback.targets.base import Progress, ServiceConfig, TargetBase, register
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,6 @@ IN_PROGRESS = ("Created", "Queued", "InProgress", "Baking", "Ready")
 FAILED = ("Failed", "Stopped")
 MAX_DEPLOYMENTS = 100
 _BATCH = 25
-
-State = Literal["done", "failed", "waiting"]
 
 
 class CodeDeployConfig(ServiceConfig):
@@ -205,17 +203,12 @@ class CodeDeployTarget(TargetBase):
         )
 
     def stabilize(self, target: Version, timeout_s: float, progress: Progress) -> StabilizeResult:
-        deadline = time.monotonic() + timeout_s
-        polls = 0
-        while True:
-            polls += 1
-            state, line = self._poll()
-            progress(f"poll {polls}: {line}")
-            if state != "waiting":
-                return StabilizeResult(state == "done", line, polls)
-            if time.monotonic() + self.config.poll_interval_s > deadline:
-                return StabilizeResult(False, f"not done after {timeout_s:.0f}s: {line}", polls)
-            time.sleep(self.config.poll_interval_s)
+        return poll_until(
+            self._poll,
+            timeout_s=timeout_s,
+            interval_s=self.config.poll_interval_s,
+            progress=progress,
+        )
 
     def _poll(self) -> tuple[State, str]:
         if self._watch is None and self._stopped:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -12,6 +11,7 @@ from botocore.exceptions import ClientError
 from rollback import aws
 from rollback.errors import NotFoundError
 from rollback.models import CheckResult, StabilizeResult, Version
+from rollback.targets._polling import State, poll_until
 from rollback.targets.base import Progress, ServiceConfig, TargetBase, register
 
 log = logging.getLogger(__name__)
@@ -208,18 +208,17 @@ class EcsTarget(TargetBase):
             raise aws.translate(exc, f"update ECS service {cfg.service}") from exc
 
     def stabilize(self, target: Version, timeout_s: float, progress: Progress) -> StabilizeResult:
-        deadline = time.monotonic() + timeout_s
-        polls = 0
-        while True:
-            polls += 1
-            svc = self._service()
-            stable, line = _stability(svc, arn_of(target))
-            progress(f"poll {polls}: {line}")
-            if stable:
-                return StabilizeResult(True, line, polls)
-            if time.monotonic() + self.config.poll_interval_s > deadline:
-                return StabilizeResult(False, f"not stable after {timeout_s:.0f}s: {line}", polls)
-            time.sleep(self.config.poll_interval_s)
+        def poll() -> tuple[State, str]:
+            stable, line = _stability(self._service(), arn_of(target))
+            return ("done" if stable else "waiting"), line
+
+        return poll_until(
+            poll,
+            timeout_s=timeout_s,
+            interval_s=self.config.poll_interval_s,
+            progress=progress,
+            gave_up="not stable",
+        )
 
     def verify(self, target: Version) -> list[CheckResult]:
         svc = self._service()
@@ -301,7 +300,7 @@ def _stability(svc: dict[str, Any], target_arn: str) -> tuple[bool, str]:
     on_target = svc.get("taskDefinition") == target_arn
     running, desired = svc.get("runningCount", 0), svc.get("desiredCount", 0)
     deployments = svc.get("deployments", [])
-    primary = next((d for d in deployments if d.get("status") == "PRIMARY"), {})
+    primary: dict[str, Any] = next((d for d in deployments if d.get("status") == "PRIMARY"), {})
     settled = len(deployments) <= 1 or primary.get("rolloutState") == "COMPLETED"
     line = (
         f"task definition {svc.get('taskDefinition', '?').rsplit('/', 1)[-1]}, "

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -32,6 +31,7 @@ from pydantic import Field
 
 from rollback.errors import ConfigError, NotFoundError, RollbackError, TargetError, TransientError
 from rollback.models import CheckResult, StabilizeResult, Version, utcnow
+from rollback.targets._polling import State, poll_until
 from rollback.targets.base import Progress, RunContext, ServiceConfig, TargetBase, register
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,6 @@ DEFAULT_BASE_URL = "https://api.github.com"
 # already listed before the dispatch are excluded by id.
 CLOCK_SKEW = timedelta(minutes=2)
 UNKNOWN = "unknown"
-
-State = Literal["done", "failed", "waiting"]
 
 
 class GithubActionsConfig(ServiceConfig):
@@ -96,7 +94,8 @@ class GithubActionsTarget(TargetBase):
             from prefect.blocks.system import Secret
 
             try:
-                token = str(Secret.load(cfg.token_secret_block).get() or "")
+                secret: Any = Secret.load(cfg.token_secret_block)  # sync: no event loop runs
+                token = str(secret.get() or "")
             except ValueError as exc:  # no such block
                 raise ConfigError(
                     f"Prefect Secret block {cfg.token_secret_block!r} cannot be loaded: "
@@ -234,31 +233,29 @@ class GithubActionsTarget(TargetBase):
 
     def stabilize(self, target: Version, timeout_s: float, progress: Progress) -> StabilizeResult:
         limit = min(timeout_s, self.config.run_timeout_s)
-        deadline = time.monotonic() + limit
-        polls = 0
-        while True:
-            polls += 1
+
+        def poll() -> tuple[State, str]:
             if self._run is None:
                 self._run = self._find_run()
-                state: State = "waiting"
                 line = (
                     f"run {self._run.id} started: {self._run.html_url}"
                     if self._run
                     else f"waiting for the run of {self.config.workflow} to appear"
                 )
-            else:
-                self._run = self._get_run(self._run.id)
-                state, line = run_state(self._run)
-            progress(f"poll {polls}: {line}")
-            if state != "waiting":
-                if state == "failed":
-                    self._report(target, ok=False, description=line)
-                return StabilizeResult(state == "done", line, polls)
-            if time.monotonic() + self.config.poll_interval_s > deadline:
-                detail = f"not completed after {limit:.0f}s: {line}"
-                self._report(target, ok=False, description=detail)
-                return StabilizeResult(False, detail, polls)
-            time.sleep(self.config.poll_interval_s)
+                return "waiting", line
+            self._run = self._get_run(self._run.id)
+            return run_state(self._run)
+
+        result = poll_until(
+            poll,
+            timeout_s=limit,
+            interval_s=self.config.poll_interval_s,
+            progress=progress,
+            gave_up="not completed",
+        )
+        if not result.stable:
+            self._report(target, ok=False, description=result.detail)
+        return result
 
     def verify(self, target: Version) -> list[CheckResult]:
         run = self._find_run() if self._run is None else self._get_run(self._run.id)

@@ -8,7 +8,6 @@ not immutable, so "rolling back" to it would run whatever was uploaded last.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -16,6 +15,7 @@ from botocore.exceptions import ClientError
 from rollback import aws
 from rollback.errors import NotFoundError
 from rollback.models import CheckResult, StabilizeResult, Version
+from rollback.targets._polling import State, poll_until
 from rollback.targets.base import Progress, ServiceConfig, TargetBase, register
 
 log = logging.getLogger(__name__)
@@ -122,17 +122,17 @@ class LambdaAliasTarget(TargetBase):
             raise aws.translate(exc, f"update alias {cfg.function}:{cfg.alias}") from exc
 
     def stabilize(self, target: Version, timeout_s: float, progress: Progress) -> StabilizeResult:
-        deadline = time.monotonic() + timeout_s
-        polls = 0
-        while True:
-            polls += 1
+        def poll() -> tuple[State, str]:
             settled, line = alias_state(self._alias(), target.id)
-            progress(f"poll {polls}: {line}")
-            if settled:
-                return StabilizeResult(True, line, polls)
-            if time.monotonic() + self.config.poll_interval_s > deadline:
-                return StabilizeResult(False, f"not settled after {timeout_s:.0f}s: {line}", polls)
-            time.sleep(self.config.poll_interval_s)
+            return ("done" if settled else "waiting"), line
+
+        return poll_until(
+            poll,
+            timeout_s=timeout_s,
+            interval_s=self.config.poll_interval_s,
+            progress=progress,
+            gave_up="not settled",
+        )
 
     def verify(self, target: Version) -> list[CheckResult]:
         alias = self._alias()

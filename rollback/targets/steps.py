@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from rollback import progress
 from rollback.errors import NotFoundError, RollbackError, TargetError
 from rollback.models import CheckResult, StabilizeResult, Version
 from rollback.targets.base import (
@@ -143,7 +144,9 @@ class StepsTarget(TargetBase):
                 continue
             try:
                 step.execute(new)
-                result = step.stabilize(new, max(deadline - time.monotonic(), 1), _log)
+                result = step.stabilize(
+                    new, max(deadline - time.monotonic(), 1), _say(f"step {name} → {new}")
+                )
                 if not result.stable:
                     raise TargetError(f"did not stabilize: {result.detail}")
                 done.append((name, step, old))
@@ -163,7 +166,9 @@ class StepsTarget(TargetBase):
         for name, step, old in reversed(done):
             try:
                 step.execute(old)
-                step.stabilize(old, self.config.stabilize_timeout_s, _log)
+                step.stabilize(
+                    old, self.config.stabilize_timeout_s, _say(f"undo step {name} → {old}")
+                )
                 undone.append(name)
                 log.warning("step %s put back on %s", name, old)
             except RollbackError as exc:
@@ -188,5 +193,13 @@ class StepsTarget(TargetBase):
         return results
 
 
-def _log(line: str) -> None:
-    log.info("%s", line)
+def _say(what: str) -> Progress:
+    """Progress of one step while the saga waits for it: logged and shown to whoever
+    watches the run (the CLI prints progress lines), prefixed with what it waits for."""
+
+    def say(line: str) -> None:
+        text = f"{what}: {line}"
+        log.info("%s", text)
+        progress.emit(text)
+
+    return say

@@ -13,6 +13,7 @@ import pytest
 
 from devstack.sandbox import CLUSTER
 from flows.rollback_flow import rollback_flow
+from rollback import progress
 from rollback.config import load_config
 from rollback.models import DeploymentRecord, RollbackRequest, Status, utcnow
 from rollback.runtime import Runtime
@@ -100,8 +101,15 @@ def run(config: Path, **kw: Any) -> dict[str, Any]:
 def test_all_steps_roll_back_in_order(aws: str, tmp_path: Path) -> None:
     tf = terraform_step(tmp_path, STACK)
     config = world(tmp_path, [tf, ecs_step()])
-    result = run(config, to="v3")
+    lines: list[str] = []
+    unsubscribe = progress.subscribe(lines.append)
+    try:
+        result = run(config, to="v3")
+    finally:
+        unsubscribe()
     assert result["status"] == "succeeded", result
+    # While the saga waits for a step, it says which step and what it waits for.
+    assert any(line.startswith("step 2-ecs → api:3: poll 1:") for line in lines), lines
     assert result["to_version"] == "1-terraform=v3|2-ecs=api:3"
     assert tf_output(tf) == "v3"
     assert service_task_definition("api-staging") == "api:3"

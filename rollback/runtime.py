@@ -12,9 +12,11 @@ from rollback.ecr import EcrImages
 from rollback.metric_sums import MetricSums
 from rollback.notifiers.slack import SlackNotifier, slack_url
 from rollback.snapshots import RdsSnapshots
-from rollback.stores.audit import AuditStore, LockStore, MarkerStore
+from rollback.stores.audit import AuditStore
 from rollback.stores.health_state import HealthStateStore
 from rollback.stores.history import HistoryStore
+from rollback.stores.locks import LockStore
+from rollback.stores.markers import MarkerStore
 from rollback.targets.base import RunContext, Target, build_target
 
 

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from rollback import aws
 from rollback.models import iso, utcnow
 from rollback.stores._dynamo import from_item, to_item
-from rollback.stores.audit import AuditTable, service_key
+from rollback.stores.audit_table import AuditTable, service_key
 
 
 @dataclass(frozen=True)

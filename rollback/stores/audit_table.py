@@ -1,0 +1,47 @@
+"""The audit table (DynamoDB): one item per rollback attempt, plus the per-service
+lease lock (``locks.py``), the bad-version ledger and event claims (``markers.py``).
+This module holds what they share: the table layout and key helpers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from botocore.exceptions import ClientError
+
+from rollback import aws
+from rollback.stores._dynamo import DynamoTable
+
+BY_SERVICE = "by-service"
+
+
+def service_key(environment: str, service: str) -> str:
+    return f"{environment}#{service}"
+
+
+def ts_key(ts: datetime) -> str:
+    """Fixed-width ISO text: sorts like the time it names (same offset)."""
+    return ts.isoformat(timespec="microseconds")
+
+
+def conditional_failed(exc: ClientError) -> bool:
+    return aws.error_code(exc) == "ConditionalCheckFailedException"
+
+
+class AuditTable(DynamoTable):
+    key_schema = [{"AttributeName": "audit_id", "KeyType": "HASH"}]
+    attributes = [
+        {"AttributeName": "audit_id", "AttributeType": "S"},
+        {"AttributeName": "service_key", "AttributeType": "S"},
+        {"AttributeName": "requested_at", "AttributeType": "S"},
+    ]
+    indexes = [
+        {
+            "IndexName": BY_SERVICE,
+            "KeySchema": [
+                {"AttributeName": "service_key", "KeyType": "HASH"},
+                {"AttributeName": "requested_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ]
+    ttl_attribute = "expires_at"

@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.venv/prefect-home
 export TF_CLI_CONFIG_FILE := /dev/null
 
-.PHONY: setup tools demo test test-fast bench lint clean stack stack-down
+.PHONY: setup tools demo test test-fast check bench lint clean stack stack-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ tools: $(STAMP)
 demo: setup
 	$(BIN)/rollback demo
 
-test: setup tools
+# Lint, format and types first: CI (.ci/run calls this) fails on any of them.
+test: setup tools check
 	$(BIN)/python -m pytest -q
+
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -34,8 +40,7 @@ test-fast: setup
 bench: setup tools
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -78,14 +78,8 @@ class AuditStore(AuditTable):
             raise aws.translate(exc, f"update audit record {audit_id}") from exc
 
     def get(self, audit_id: str) -> AuditRecord | None:
-        try:
-            out = self.client.get_item(
-                TableName=self.table, Key=to_item({"audit_id": audit_id}), ConsistentRead=True
-            )
-        except ClientError as exc:
-            raise aws.translate(exc, f"read audit record {audit_id}") from exc
-        item = out.get("Item")
-        return codec.from_fields(from_item(item)) if item else None
+        item = self.read_item(audit_id, f"read audit record {audit_id}")
+        return codec.from_fields(item) if item else None
 
     def recent(
         self, environment: str, service: str, since: datetime | None = None, limit: int = 100

@@ -5,11 +5,12 @@ This module holds what they share: the table layout and key helpers."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from rollback import aws
-from rollback.stores._dynamo import DynamoTable
+from rollback.stores._dynamo import DynamoTable, from_item, to_item
 
 BY_SERVICE = "by-service"
 
@@ -45,3 +46,13 @@ class AuditTable(DynamoTable):
         }
     ]
     ttl_attribute = "expires_at"
+
+    def read_item(self, key: str, what: str) -> dict[str, Any] | None:
+        """One item by its key (consistent read), decoded; None if absent."""
+        try:
+            out = self.client.get_item(
+                TableName=self.table, Key=to_item({"audit_id": key}), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, what) from exc
+        return from_item(out["Item"]) if "Item" in out else None

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from rollback import aws
 from rollback.errors import LockHeldError
-from rollback.stores._dynamo import from_item, to_item
+from rollback.stores._dynamo import to_item
 from rollback.stores.audit_table import AuditTable, conditional_failed, service_key
 
 
@@ -63,15 +63,10 @@ class LockStore(AuditTable):
             raise aws.translate(exc, f"unlock {environment}/{service}") from exc
 
     def holder(self, environment: str, service: str) -> str | None:
-        try:
-            out = self.client.get_item(
-                TableName=self.table,
-                Key=to_item({"audit_id": f"lock#{service_key(environment, service)}"}),
-                ConsistentRead=True,
-            )
-        except ClientError as exc:
-            raise aws.translate(exc, f"read the lock of {environment}/{service}") from exc
-        item = from_item(out["Item"]) if "Item" in out else None
+        item = self.read_item(
+            f"lock#{service_key(environment, service)}",
+            f"read the lock of {environment}/{service}",
+        )
         if not item or item.get("lease_until", 0) < time.time() * 1000:
             return None
         return str(item.get("holder"))

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from rollback import aws
 from rollback.models import parse_iso, utcnow
-from rollback.stores._dynamo import from_item, to_item
+from rollback.stores._dynamo import to_item
 from rollback.stores.audit_table import AuditTable, conditional_failed, service_key, ts_key
 
 
@@ -20,31 +20,17 @@ class MarkerStore(AuditTable):
     """Small facts kept beside the attempts: bad versions, claimed source events."""
 
     def bad_versions(self, environment: str, service: str) -> frozenset[str]:
-        try:
-            out = self.client.get_item(
-                TableName=self.table,
-                Key=to_item({"audit_id": f"bad#{service_key(environment, service)}"}),
-                ConsistentRead=True,
-            )
-        except ClientError as exc:
-            raise aws.translate(exc, f"read bad versions of {environment}/{service}") from exc
-        item = from_item(out["Item"]) if "Item" in out else {}
-        return frozenset(item.get("versions", set()))
+        return frozenset(self.bad_marks(environment, service))
 
     def bad_marks(self, environment: str, service: str) -> dict[str, datetime | None]:
         """Each bad version with the time it was (last) marked; None for a mark written
         before marks carried a time (only ``rollback unmark`` clears those)."""
-        try:
-            out = self.client.get_item(
-                TableName=self.table,
-                Key=to_item({"audit_id": f"bad#{service_key(environment, service)}"}),
-                ConsistentRead=True,
-            )
-        except ClientError as exc:
-            raise aws.translate(exc, f"read bad versions of {environment}/{service}") from exc
-        item = from_item(out["Item"]) if "Item" in out else {}
-        times = item.get("marked_at") or {}
-        return {v: parse_iso(times.get(v)) for v in item.get("versions", set())}
+        item = self.read_item(
+            f"bad#{service_key(environment, service)}",
+            f"read bad versions of {environment}/{service}",
+        )
+        times = (item or {}).get("marked_at") or {}
+        return {v: parse_iso(times.get(v)) for v in (item or {}).get("versions", set())}
 
     def mark_bad(self, environment: str, service: str, version: str) -> None:
         """Mark ``version`` bad now (the time is kept: only a deploy after it clears it)."""
@@ -151,13 +137,7 @@ class MarkerStore(AuditTable):
 
     def unmark_record(self, audit_id: str) -> dict[str, Any] | None:
         """The audit record of one ``rollback unmark``, as a plain dict."""
-        try:
-            out = self.client.get_item(
-                TableName=self.table, Key=to_item({"audit_id": audit_id}), ConsistentRead=True
-            )
-        except ClientError as exc:
-            raise aws.translate(exc, f"read audit record {audit_id}") from exc
-        item = from_item(out["Item"]) if "Item" in out else None
+        item = self.read_item(audit_id, f"read audit record {audit_id}")
         if not item or item.get("record_type") != "unmark":
             return None
         item.pop("record_type", None)
@@ -203,30 +183,15 @@ class MarkerStore(AuditTable):
 
     def event_claim(self, event_id: str) -> tuple[str, str | None] | None:
         """(audit id, credential name) of the claim on ``event_id``, or None."""
-        try:
-            out = self.client.get_item(
-                TableName=self.table,
-                Key=to_item({"audit_id": f"event#{event_id}"}),
-                ConsistentRead=True,
-            )
-        except ClientError as exc:
-            raise aws.translate(exc, f"read claim of event {event_id}") from exc
-        if "Item" not in out:
+        data = self.read_item(f"event#{event_id}", f"read claim of event {event_id}")
+        if data is None:
             return None
-        data = from_item(out["Item"])
         return str(data["claimed_by"]), data.get("authenticated_by")
 
     def event_fingerprint(self, event_id: str) -> str | None:
         """The ``fingerprint`` stored with the claim on ``event_id``, if any."""
-        try:
-            out = self.client.get_item(
-                TableName=self.table,
-                Key=to_item({"audit_id": f"event#{event_id}"}),
-                ConsistentRead=True,
-            )
-        except ClientError as exc:
-            raise aws.translate(exc, f"read claim of event {event_id}") from exc
-        return from_item(out["Item"]).get("fingerprint") if "Item" in out else None
+        data = self.read_item(f"event#{event_id}", f"read claim of event {event_id}")
+        return data.get("fingerprint") if data else None
 
 
 def mark_ts(ts: datetime) -> str:

@@ -34,7 +34,18 @@ def metrics_report(
     """Write the report files of ``environment`` (or ``all``) for the last ``days`` days.
 
     ``out_dir`` / ``s3_prefix`` default to the config's ``reports`` section; ``now`` (ISO)
-    fixes the end of the window so a report can be reproduced."""
+    fixes the end of the window so a report can be reproduced.
+
+    Args:
+        environment: One environment of the config, or all of them.
+        days: Length of the window in days, ending now (or at ``now``).
+        out_dir: Folder for the JSON, markdown and chart files; empty: the config's
+            reports.out_dir.
+        s3_prefix: s3://bucket/prefix to upload the files to; empty: the config's
+            reports.s3_prefix.
+        config_path: The YAML config file; empty means $ROLLBACK_CONFIG on the worker.
+        now: End of the window (ISO 8601, e.g. 2026-01-31T09:00:00Z); empty: now.
+    """
     config = load_config(config_path)
     if days <= 0:
         raise ConfigError(f"days must be positive, not {days}")
@@ -44,12 +55,12 @@ def metrics_report(
     s3_prefix = s3_prefix or config.reports.s3_prefix
     get_run_logger().info("report for %s over %d days up to %s", ", ".join(names), days, at)
 
-    # Both stores are read once: every environment's report is a view of the same data.
-    history = read_history(config)
+    # Both stores are read once: the history only over the windows the reports use.
+    history = read_history(config, names, at, days)
     audit = read_audit(config)
     written = {}
     for env in names:
-        report = compute_report(history, audit, env, at, days)
+        report = compute_report(config, history, audit, env, at, days)
         metrics = read_metrics(config, report)
         written[env] = write_files(config, report, metrics, out_dir, s3_prefix)
         publish_artifacts(config, report)

@@ -11,6 +11,7 @@ import io
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 OUTCOMES = (("succeeded", "#2e7d32"), ("rolledBack", "#f9a825"), ("failed", "#c62828"))
 
@@ -39,10 +40,20 @@ def deploys_figure(daily: pd.DataFrame, title: str) -> Figure:
                 ha="center",
                 fontsize=8,
             )
+    if len(daily):
+        # Weekly trend: the mean deploys per day of the 7 days ending on each day.
+        weekly = bottom.rolling(7, min_periods=1).mean()
+        ax.plot(days, weekly, color="#1565c0", linewidth=1.5, label="7-day mean per day")
+        first, last = daily.index[0], daily.index[-1]
+        title = f"{title}, {first:%Y-%m-%d} to {last:%Y-%m-%d} (UTC days)"
     ax.set_title(title)
     ax.set_ylabel("deploys")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.25 deploys
+    ax.set_ylim(0, max(1, float(bottom.max())) * 1.25)  # room above bars for the markers
+    # The legend sits outside the axes: it never hides a bar or a marker.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.autofmt_xdate()
+    fig.tight_layout()
     return fig
 
 

@@ -147,7 +147,11 @@ def summarize(values: tuple[float, ...] | list[float]) -> dict[str, Any]:
 
 
 def metrics_document(
-    environment: str, window: dict[str, Any], generated_at: str, series: list[MetricSeries]
+    environment: str,
+    window: dict[str, Any],
+    generated_at: str,
+    series: list[MetricSeries],
+    deploys: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``cloudwatch-metrics`` JSON: per service and metric, datapoints and summary."""
     services: dict[str, dict[str, Any]] = {}
@@ -169,4 +173,57 @@ def metrics_document(
         "generatedAt": generated_at,
         "window": window,
         "services": services,
+        "errorRates": error_rates(series, deploys or []),
     }
+
+
+# Runbook thresholds: (errors metric, requests metric, threshold %, label)
+RATE_PAIRS = (
+    ("Errors", "Invocations", 5.0, "Lambda errors"),
+    ("5XXError", "Count", 10.0, "5XX"),
+    ("HTTPCode_Target_5XX_Count", "RequestCount", 10.0, "5XX"),
+)
+NEAR = 3600  # a deploy "near" a breach finished within an hour before or after it
+
+
+def error_rates(series: list[MetricSeries], deploys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Errors / requests per hour for each service with both metrics, compared with the
+    runbook threshold; breaching hours named with the deploys that finished near them
+    (``deploys``: dicts with service, version, finishedAt)."""
+    out = []
+    by_name = {(s.service, s.namespace, s.name): s for s in series}
+    for (service, namespace, name), errors in sorted(by_name.items()):
+        for err, req, threshold, label in RATE_PAIRS:
+            requests = by_name.get((service, namespace, req))
+            if name != err or requests is None:
+                continue
+            counts = dict(zip(requests.timestamps, requests.values, strict=True))
+            hours = [(t, e, counts[t]) for t, e in zip(errors.timestamps, errors.values,
+                                                        strict=True) if counts.get(t)]  # fmt: skip
+            total_e, total_r = sum(h[1] for h in hours), sum(h[2] for h in hours)
+            breaches = []
+            for t, e, r in hours:
+                if e / r * 100 > threshold:
+                    near = [
+                        d for d in deploys
+                        if d["service"] == service
+                        and abs(datetime.fromisoformat(d["finishedAt"].replace("Z", "+00:00"))
+                                .timestamp() - t.timestamp()) <= NEAR
+                    ]  # fmt: skip
+                    breaches.append(
+                        {
+                            "hour": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            "percent": round(e / r * 100, 2),
+                            "deploysNear": near,
+                        }
+                    )
+            out.append(
+                {
+                    "service": service,
+                    "rate": f"{label} ({err}/{req})",
+                    "thresholdPercent": threshold,
+                    "overallPercent": round(total_e / total_r * 100, 2) if total_r else None,
+                    "breaches": breaches,
+                }
+            )
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -39,6 +40,7 @@ AUDIT_COLUMNS = (
     "from_version",
     "to_version",
     "dry_run",
+    "failed_check",
 )
 AUDIT_TIMES = ("requested_at", "finished_at")
 
@@ -104,14 +106,24 @@ def _audit_row(record: AuditRecord) -> dict[str, Any]:
         "from_version": record.from_version,
         "to_version": record.to_version,
         "dry_run": record.dry_run,
+        "failed_check": next((c.name for c in record.checks if not c.passed), None),
     }
 
 
-def history_from_store(store: HistoryStore, segments: int = 4) -> pd.DataFrame:
-    """The whole history table, read by a parallel scan of ``segments`` workers."""
-    rows = store.scan_items(segments=segments)
-    log.info("read %d history records from %s", len(rows), store.table)
-    return history_frame(rows)
+# What a report reads of each record (the environment is the key it asks for).
+STORE_FIELDS = tuple(f for f in HISTORY_COLUMNS if f not in ("environment", "commit_sha"))
+
+
+def history_from_store(
+    store: HistoryStore, environment: str, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """One environment's records finished in ``[start, end)`` (and each service's last
+    deploy before ``start``), read as columns by one windowed Query."""
+    columns: dict[str, Any] = store.read_window(environment, start, end, STORE_FIELDS)
+    rows = len(columns["record_id"])
+    columns["environment"] = [environment] * rows
+    log.info("read %d %s history records from %s", rows, environment, store.table)
+    return history_frame(pd.DataFrame(columns, copy=False))
 
 
 def audit_from_store(store: AuditStore) -> pd.DataFrame:

@@ -9,6 +9,7 @@ Records are ordered by ``finished_at``, then deploys before rollbacks, then
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +49,13 @@ DEFINITIONS: dict[str, str] = {
     "trigger groups the failed deployments of the window by what restored them (the "
     "rollback's trigger, or 'deploy' for a fix-forward).",
     "percentiles": "Median and p90 interpolate linearly between the closest ranks.",
+    "events": "Failed or rolled-back deployments and rollbacks of the window, with their "
+    "record ids (for a rollback, the audit id), so every number can be traced to records.",
+    "findings": "unrestored: failures with no later successful record, open hours to now; "
+    "stale: services with no deploy for staleDays; worst: the services with the highest "
+    "change failure rate / slowest median restore (with at least one failure).",
+    "doraBands": "Each key's band, with the thresholds and the report they come from.",
+    "weeklyTrends": "The keys per 7-day period counted back from the end of the window.",
 }
 
 
@@ -73,6 +81,14 @@ class Window:
 
     def as_dict(self) -> dict[str, Any]:
         return {"from": iso_z(self.start), "to": iso_z(self.end), "days": self.days}
+
+
+def reads_from(now: datetime | pd.Timestamp, days: int) -> pd.Timestamp:
+    """The earliest finish a report of ``days`` ending at ``now`` reads: the previous
+    period's start, or 30 days back for the trends. Older records matter only as each
+    service's last deploy before it (the store's window read brings those)."""
+    end = utc_timestamp(now)
+    return min(end - timedelta(days=2 * days), end - timedelta(days=30))
 
 
 @dataclass(frozen=True)
@@ -184,6 +200,7 @@ def timeline(
     order = time_order(picked["finished_at"], rollback, picked["record_id"])
     source = positions[order]
     df = history[TIMELINE_COLUMNS].iloc[source].reset_index(drop=True)
+    df["source"] = source  # the row of ``history`` (record ids and versions stay there)
     rollback, n = rollback[order], len(df)
     ok = (df["status"] == "success").to_numpy()
     finished_ns = df["finished_at"].to_numpy(dtype="datetime64[ns]")
@@ -425,11 +442,17 @@ def compute(
     environment: str,
     now: datetime | pd.Timestamp,
     days: int,
+    retention_days: int = 90,
+    stale_days: int = 14,
+    known_services: Iterable[str] = (),
 ) -> Report:
-    """Every number of one environment's report for the window ending at ``now``."""
+    """Every number of one environment's report for the window ending at ``now``.
+    ``known_services`` (the configured ones) can be named stale with no record at all."""
+    from reports import findings
+
     window = Window.ending(now, days)
     previous = window.previous()
-    since = min(previous.start, window.end - timedelta(days=30))  # trends look 30 days back
+    since = reads_from(window.end, days)
     line = timeline(history, environment, window.end, since)
     records = line.loc[window.mask(line["finished_at"])]
     deploys = records.loc[records["kind"] == "deploy"]
@@ -463,6 +486,22 @@ def compute(
         },
         "definitions": DEFINITIONS,
     }
+    document["servicePercentiles"] = findings.service_percentiles(records)
+    document["doraBands"] = findings.dora_bands(document["dora"])
+    document["weeklyTrends"] = findings.weekly_trends(line, window)
+    document["findings"] = findings.needs_attention(
+        environment,
+        history,
+        line,
+        records,
+        audit,
+        window,
+        document["serviceDora"],
+        sorted(known_services),
+        stale_days,
+    )
+    document["events"] = findings.events(history, records)
+    document["warnings"] = findings.retention_warnings(window, retention_days)
     rows = [
         {"service": s, **document["services"][s], **document["serviceDora"][s]} for s in services
     ]

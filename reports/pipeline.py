@@ -12,7 +12,7 @@ import pandas as pd
 
 from reports import chart, load, render
 from reports.cloudwatch import CloudWatchMetrics, MetricsSource, metric_queries, metrics_document
-from reports.metrics import Report, compute, utc_timestamp
+from reports.metrics import Report, compute, reads_from, utc_timestamp
 from reports.publish import OutputFile, S3Output, write_local
 from rollback.config import Config
 from rollback.errors import ConfigError
@@ -52,11 +52,39 @@ def environments(config: Config, environment: str) -> list[str]:
     return [environment]
 
 
-def read_history(config: Config) -> pd.DataFrame:
+def read_history(config: Config, names: list[str], now: pd.Timestamp, days: int) -> pd.DataFrame:
+    """The records the reports of ``names`` read: each environment's window (a Query of
+    the environment/time index), not the whole table."""
     store = HistoryStore(
         config.stores.history_table, credentials_block=config.aws.credentials_block
     )
-    return load.history_from_store(store, segments=config.reports.scan_segments)
+    start = reads_from(now, days).to_pydatetime()
+    frames = [load.history_from_store(store, env, start, now.to_pydatetime()) for env in names]
+    if len(frames) == 1:
+        return frames[0]
+    return load.history_frame(pd.concat(frames, ignore_index=True))
+
+
+def compute_for(
+    config: Config,
+    history: pd.DataFrame,
+    audit: pd.DataFrame,
+    environment: str,
+    now: pd.Timestamp,
+    days: int,
+) -> Report:
+    """``compute`` with what the config knows: its services (named when stale) and the
+    history's retention (the previous-period warning)."""
+    env = config.environments.get(environment)
+    return compute(
+        history,
+        audit,
+        environment,
+        now,
+        days,
+        retention_days=config.stores.history_ttl_days,
+        known_services=sorted(env.services) if env else (),
+    )
 
 
 def read_audit(config: Config) -> pd.DataFrame:
@@ -80,7 +108,17 @@ def read_metrics(
             queries, report.window.start.to_pydatetime(), report.window.end.to_pydatetime()
         )
     doc = report.document
-    return metrics_document(env, doc["window"], doc["generatedAt"], series)
+    return metrics_document(env, doc["window"], doc["generatedAt"], series, recent_deploys(report))
+
+
+def recent_deploys(report: Report) -> list[dict[str, Any]]:
+    """The window's deploys that failed or were rolled back, and rollbacks (what a
+    CloudWatch breach is set beside)."""
+    return [
+        {"service": e["service"], "version": e["version"], "finishedAt": e["finishedAt"],
+         "recordId": e["recordId"]}
+        for e in report.document.get("events", [])
+    ]  # fmt: skip
 
 
 def render_files(
@@ -94,7 +132,7 @@ def render_files(
         OutputFile(names.metrics, render.to_json(metrics).encode(), "application/json"),
         OutputFile(
             names.summary,
-            render.summary_markdown(report, names.chart, timezone).encode(),
+            render.summary_markdown(report, names.chart, timezone, metrics).encode(),
             "text/markdown; charset=utf-8",
         ),
         OutputFile(names.chart, chart.png(figure), "image/png"),
@@ -132,10 +170,10 @@ def generate(
     days = config.reports.days if days is None else days
     if days <= 0:
         raise ConfigError(f"days must be positive, not {days}")
-    history, audit = read_history(config), read_audit(config)
+    history, audit = read_history(config, names, at, days), read_audit(config)
     written = []
     for env in names:
-        report = compute(history, audit, env, at, days)
+        report = compute_for(config, history, audit, env, at, days)
         files = render_files(
             report, read_metrics(config, report, metrics_source), config.reports.timezone
         )

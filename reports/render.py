@@ -75,12 +75,24 @@ def recommendations(report: Report) -> list[Recommendation]:
             )
         )
     if dora["unrestoredCount"]:
+        named = "; ".join(
+            f"{markdown_escape(u['service'])} `{markdown_escape(u['version'])}` since "
+            f"{u['since']} ({u['openHours']:g} h open"
+            + (
+                f", audit {', '.join(markdown_escape(a) for a in u['auditIds'])}"
+                if u["auditIds"]
+                else ""
+            )
+            + ")"
+            for u in doc.get("findings", {}).get("unrestored", [])
+        )
         out.append(
             Recommendation(
                 "failed deployment never restored",
                 f"{dora['unrestoredCount']} failed or rolled-back deployment(s) have no later "
-                "successful record of their service.",
-                "Check those services run a good version, and record the fix in the history.",
+                f"successful record of their service: {named}.",
+                "Check those services run a good version (roll back or deploy a fix), and "
+                "record the fix in the history.",
             )
         )
     for service, numbers in doc["serviceDora"].items():
@@ -108,11 +120,33 @@ def recommendations(report: Report) -> list[Recommendation]:
         )
     refused = doc["rollbacks"]["refused"]
     if refused:
+        named = "; ".join(
+            f"audit {markdown_escape(r['auditId'])} ({markdown_escape(r['service'])}, "
+            f"{r['requestedAt']}, check {markdown_escape(r['failedCheck'] or 'unknown')})"
+            for r in doc.get("findings", {}).get("refused", [])
+        )
         out.append(
             Recommendation(
                 "rollback attempts refused",
-                f"{refused} rollback attempt(s) were refused by safety checks.",
-                "Read their audit records: a refusal can hide a service left on a bad version.",
+                f"{refused} rollback attempt(s) were refused by safety checks: {named}.",
+                "Read those audit records (`rollback audit ID`): a refusal can hide a "
+                "service left on a bad version.",
+            )
+        )
+    stale = doc.get("findings", {}).get("stale", [])
+    if stale:
+        days = doc["findings"]["staleDays"]
+        named = ", ".join(
+            f"{markdown_escape(s['service'])} "
+            + ("(no deploy in the history read)" if s["daysSinceDeploy"] is None
+               else f"({s['daysSinceDeploy']:g} days)")
+            for s in stale
+        )  # fmt: skip
+        out.append(
+            Recommendation(
+                f"no deploy for {days} days",
+                f"Stale services: {named}.",
+                "Check they still run a supported version, or remove them from the config.",
             )
         )
     return out
@@ -154,16 +188,21 @@ def _services(report: Report) -> list[str]:
     if not report.services:
         return ["No deployments or rollbacks in the window."]
     lines = [
-        "| Service | Deploys | Succeeded | Failed | Success rate | Avg duration | "
-        "Change failure rate | Rollbacks | Time to restore (median) |",
+        "| Service | Deploys | Succeeded | Failed | Success rate | Duration mean / median / "
+        "p90 | Change failure rate | Rollbacks | Time to restore median / p90 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    pct = report.document.get("servicePercentiles", {})
     for r in report.services:
+        p = pct.get(r["service"], {})
         lines.append(
             f"| {_text(r['service'])} | {r['totalDeployments']} | {r['successfulDeployments']} | "
             f"{r['failedDeployments']} | {_num(r['successRate'], '%')} | "
-            f"{_num(r['averageDuration'], ' s')} | {_num(r['changeFailureRatePercent'], '%')} | "
-            f"{r['rollbacks']} | {_num(r['timeToRestoreHoursMedian'], ' h')} |"
+            f"{_num(r['averageDuration'], ' s')} / {_num(p.get('durationSecondsMedian'), ' s')}"
+            f" / {_num(p.get('durationSecondsP90'), ' s')} | "
+            f"{_num(r['changeFailureRatePercent'], '%')} | {r['rollbacks']} | "
+            f"{_num(r['timeToRestoreHoursMedian'], ' h')} / "
+            f"{_num(p.get('timeToRestoreHoursP90'), ' h')} |"
         )
     return lines
 
@@ -197,11 +236,19 @@ def _rollbacks(report: Report) -> list[str]:
             f"{_text(e.status)} | {_num(restore, ' h')} |"
         )
     if len(events) > EVENTS_SHOWN:
-        lines.append(f"\n…and {len(events) - EVENTS_SHOWN} earlier rollback(s) (see the JSON).")
+        lines.append(
+            f"\n…and {len(events) - EVENTS_SHOWN} earlier rollback(s): every one, with its "
+            "record id, is in `events` of the deployment-stats JSON."
+        )
     return lines
 
 
-def summary_markdown(report: Report, chart_name: str | None, timezone: str = "UTC") -> str:
+def summary_markdown(
+    report: Report,
+    chart_name: str | None,
+    timezone: str = "UTC",
+    metrics: dict[str, Any] | None = None,
+) -> str:
     """The one-minute read: headline against the previous period, recommendations,
     services, rollbacks, definitions."""
     doc, w = report.document, report.window
@@ -217,6 +264,8 @@ def summary_markdown(report: Report, chart_name: str | None, timezone: str = "UT
         "",
         "## Headline",
         "",
+        *[f"> **Warning:** {w}" for w in doc.get("warnings", [])],
+        *([""] if doc.get("warnings") else []),
         *_headline(doc),
         "",
     ]
@@ -228,11 +277,120 @@ def summary_markdown(report: Report, chart_name: str | None, timezone: str = "UT
         "No rule fired (change failure rate, time to restore, unrestored failures, repeated "
         "automatic rollbacks, missing commit times, refused rollbacks)."
     ]
-    lines += ["", "## Services", "", *_services(report), ""]
+    lines += ["", "## Needs attention", "", *_attention(doc), ""]
+    lines += ["## DORA performance bands", "", *_bands(doc), ""]
+    lines += ["## Weekly trends", "", *_weekly(doc), ""]
+    lines += ["## CloudWatch", "", *_cloudwatch(metrics), ""]
+    lines += ["## Services", "", *_services(report), ""]
     lines += ["## Rollbacks in the window", "", *_rollbacks(report), ""]
     lines += ["## Definitions", ""]
     lines += [f"- **{k}**: {v}" for k, v in doc["definitions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _attention(doc: dict[str, Any]) -> list[str]:
+    f = doc.get("findings", {})
+    lines = []
+    for u in f.get("unrestored", []):
+        audits = ", ".join(markdown_escape(a) for a in u["auditIds"]) or "none"
+        lines.append(
+            f"- **Unrestored:** {markdown_escape(u['service'])} `{markdown_escape(u['version'])}` "
+            f"failed {u['since']}, open {u['openHours']:g} h (record "
+            f"{markdown_escape(u['recordId'])}; rollback attempts since: {audits})."
+        )
+    for w in f.get("worstChangeFailure", []):
+        lines.append(
+            f"- **Highest change failure rate:** {markdown_escape(w['service'])} "
+            f"{w['changeFailureRatePercent']:g}% ({w['changeFailures']} failure(s))."
+        )
+    for w in f.get("slowestRestore", []):
+        lines.append(
+            f"- **Slowest restore:** {markdown_escape(w['service'])} median "
+            f"{w['timeToRestoreHoursMedian']:g} h."
+        )
+    for r in f.get("refused", []):
+        lines.append(
+            f"- **Refused:** audit {markdown_escape(r['auditId'])}, "
+            f"{markdown_escape(r['service'])} at {r['requestedAt']} "
+            f"({markdown_escape(r['trigger'])}), check "
+            f"{markdown_escape(r['failedCheck'] or 'unknown')}."
+        )
+    for s in f.get("stale", []):
+        since = "no deploy in the history read" if s["lastDeploy"] is None else (
+            f"last deploy {s['lastDeploy']}, {s['daysSinceDeploy']:g} days ago")  # fmt: skip
+        lines.append(f"- **Stale:** {markdown_escape(s['service'])}: {since}.")
+    by = f.get("restoredBy")
+    if by:
+        lines.append(
+            f"- **Restored by:** fix-forward {by['fixForward']['count']} (median "
+            f"{_num(by['fixForward']['hoursMedian'], ' h')}), rollback "
+            f"{by['rollback']['count']} (median {_num(by['rollback']['hoursMedian'], ' h')})."
+        )
+    return lines or ["Nothing: no unrestored failure, refusal or stale service."]
+
+
+def _bands(doc: dict[str, Any]) -> list[str]:
+    bands = doc.get("doraBands")
+    if not bands:
+        return []
+    lines = [
+        f"Bands and thresholds from the {bands['source']}.",
+        "",
+        "| Key | Value | Band | Thresholds |",
+        "|---|---:|---|---|",
+    ]
+    for key, b in bands["keys"].items():
+        limits = "; ".join(f"{t['band']}: {t['text']}" for t in b["thresholds"])
+        lines.append(f"| {key} | {_num(b['value'])} | {b['band'] or '—'} | {limits} |")
+    return lines
+
+
+def _weekly(doc: dict[str, Any]) -> list[str]:
+    weeks = doc.get("weeklyTrends", [])
+    lines = [
+        "| Week ending (UTC) | Deploys | Deploys/day | Change failure rate | Lead time median "
+        "| Time to restore median |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for w in weeks:
+        lines.append(
+            f"| {w['to'][:10]} | {w['deployments']} | {w['deploymentFrequencyPerDay']:g} | "
+            f"{_num(w['changeFailureRatePercent'], '%')} | "
+            f"{_num(w['leadTimeHoursMedian'], ' h')} | {_num(w['timeToRestoreHoursMedian'], ' h')} |"
+        )
+    return lines
+
+
+def _cloudwatch(metrics: dict[str, Any] | None) -> list[str]:
+    if metrics is None:
+        return ["Not read for this summary."]
+    rates = metrics.get("errorRates", [])
+    if not metrics.get("services"):
+        return [
+            f"No CloudWatch metrics are configured for {markdown_escape(metrics['environment'])}"
+            " (reports.metrics in the config): error rates are not checked."
+        ]
+    lines = []
+    for r in rates:
+        head = (
+            f"- {markdown_escape(r['service'])} {markdown_escape(r['rate'])}: "
+            f"{_num(r['overallPercent'], '%')} over the window (threshold "
+            f"{r['thresholdPercent']:g}%), {len(r['breaches'])} hour(s) above"
+        )
+        lines.append(head + ("." if not r["breaches"] else ":"))
+        for b in r["breaches"][:5]:
+            near = ", ".join(
+                f"{markdown_escape(d['version'])} ({d['finishedAt']})" for d in b["deploysNear"]
+            )
+            lines.append(
+                f"  - {b['hour']}: {b['percent']:g}%" + (f"; deploys near: {near}" if near else "")
+            )
+    if not rates:
+        lines.append(
+            "Metrics are configured, but no error-rate pair (Errors with Invocations, "
+            "5XXError with Count, HTTPCode_Target_5XX_Count with RequestCount)."
+        )
+    return lines
 
 
 def service_table(report: Report) -> list[dict[str, Any]]:

@@ -14,17 +14,22 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from reports import pipeline, render
-from reports.metrics import Report, compute
+from reports.metrics import Report
 from rollback.config import Config
 from rollback.text import markdown_escape
 from tasks._common import stage
 
 
 @stage("read-deployment-history")
-def read_history(config: Config) -> pd.DataFrame:
-    history = pipeline.read_history(config)
+def read_history(
+    config: Config, environments: list[str], now: pd.Timestamp, days: int
+) -> pd.DataFrame:
+    history = pipeline.read_history(config, environments, now, days)
     get_run_logger().info(
-        "read %d history records from %s", len(history), config.stores.history_table
+        "read %d history records of %s from %s",
+        len(history),
+        ", ".join(environments),
+        config.stores.history_table,
     )
     return history
 
@@ -40,9 +45,14 @@ def read_audit(config: Config) -> pd.DataFrame:
 
 @stage("compute-report", retries=0)
 def compute_report(
-    history: pd.DataFrame, audit: pd.DataFrame, environment: str, now: pd.Timestamp, days: int
+    config: Config,
+    history: pd.DataFrame,
+    audit: pd.DataFrame,
+    environment: str,
+    now: pd.Timestamp,
+    days: int,
 ) -> Report:
-    report = compute(history, audit, environment, now, days)
+    report = pipeline.compute_for(config, history, audit, environment, now, days)
     stats = report.document["stats"]
     get_run_logger().info(
         "%s: %d deployments, success rate %s, change failure rate %s",

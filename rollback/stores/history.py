@@ -1,25 +1,42 @@
 """The deployment history (DynamoDB): one item per deploy or rollback of a service.
 
-Partition ``env#service``, sort key ``started_at#record_id``; a GSI by environment
-serves whole-environment listings; ``expires_at`` is a TTL attribute 90 days out.
+The store is where the history becomes true, so it normalizes on the way in:
+
+- every timestamp is written in UTC, one fixed-width format (``...+00:00``), so text
+  order is time order in every key and index;
+- the item key is ``env#service`` + ``record_id``: the record id is the identity, and the
+  same record written again (with another UTC offset, or re-imported) is already there;
+- ``t`` (finished_at, else started_at, else the write time) orders two indexes:
+  ``by-service-time`` (newest first per service) and ``by-environment-time`` (an
+  environment's records by time, and the reports' window reads);
+- ``expires_at`` (the TTL) runs from the deploy's finish, ``retention_days`` out;
+- a record that finishes before it starts is refused.
+
+Reports read a window through ``read_window``: one Query of the environment/time index
+with a projection of the fields they use, decoded column by column (``_columns``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from botocore.exceptions import ClientError
 
 from rollback import aws
+from rollback.errors import MissingTableError, StoreError
 from rollback.models import DeploymentRecord, parse_iso, utcnow
 from rollback.stores._dynamo import DynamoTable, from_item, to_item
 
 log = logging.getLogger(__name__)
-BY_ENVIRONMENT = "by-environment"
+BY_SERVICE_TIME = "by-service-time"
+BY_ENVIRONMENT_TIME = "by-environment-time"
 RECORD_FIELDS = (
     "environment",
     "service",
@@ -39,17 +56,34 @@ RECORD_FIELDS = (
     "max_schema_version",
 )
 _TIME_FIELDS = ("committed_at", "started_at", "finished_at")
+_NUMBER_FIELDS = ("schema_version", "min_schema_version", "max_schema_version")
+_BATCH_WRITE, _BATCH_GET = 25, 100
 
 
-def _ts(ts: datetime | None) -> str | None:
-    return ts.isoformat(timespec="microseconds") if ts else None
+def utc_text(ts: datetime | None) -> str | None:
+    """A timestamp as the store writes it: UTC, microseconds, ``+00:00`` (fixed width,
+    so comparing the text compares the times)."""
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def record_to_dict(record: DeploymentRecord) -> dict[str, Any]:
     data = {f: getattr(record, f) for f in RECORD_FIELDS}
     for f in _TIME_FIELDS:
-        data[f] = _ts(data[f])
+        data[f] = utc_text(data[f])
     return data
+
+
+def check_record(record: DeploymentRecord) -> None:
+    """ValueError when the record cannot be true (it finishes before it starts)."""
+    if record.started_at and record.finished_at and record.finished_at < record.started_at:
+        raise ValueError(
+            f"finished_at {utc_text(record.finished_at)} is before started_at "
+            f"{utc_text(record.started_at)} (a negative duration)"
+        )
 
 
 def record_from_dict(data: dict[str, Any]) -> DeploymentRecord:
@@ -63,22 +97,41 @@ def record_from_dict(data: dict[str, Any]) -> DeploymentRecord:
     kind = data.get("kind") or "deploy"
     if kind not in ("deploy", "rollback"):
         raise ValueError(f"kind must be deploy or rollback, not {kind!r}")
-    unknown = set(data) - set(RECORD_FIELDS) - {"pk", "sk", "expires_at"}
+    unknown = set(data) - set(RECORD_FIELDS) - {"pk", "sk", "t", "expires_at"}
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
-    times = {}
+    times: dict[str, Any] = {}
     for f in _TIME_FIELDS:
         try:
             times[f] = parse_iso(data.get(f))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AttributeError):
             raise ValueError(f"{f} is not an ISO timestamp: {data.get(f)!r}") from None
-    kwargs = {f: data.get(f) for f in RECORD_FIELDS if f not in _TIME_FIELDS}
+    kwargs: dict[str, Any] = {f: data.get(f) for f in RECORD_FIELDS if f not in _TIME_FIELDS}
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     kwargs["kind"] = kind
-    for f in ("schema_version", "min_schema_version", "max_schema_version"):
+    for f in _NUMBER_FIELDS:
         if f in kwargs:
             kwargs[f] = int(kwargs[f])
-    return DeploymentRecord(**kwargs, **times)
+    record = DeploymentRecord(**kwargs, **times)
+    check_record(record)
+    return record
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What a bulk load did: records written, records the table already held (same
+    environment, service and record id), and records refused with the reason
+    (``(position in the input, reason)``)."""
+
+    stored: int
+    already_present: int
+    refused: tuple[tuple[int, str], ...] = field(default_factory=tuple)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.stored} stored, {self.already_present} already present, "
+            f"{len(self.refused)} refused"
+        )
 
 
 class HistoryStore(DynamoTable):
@@ -89,69 +142,162 @@ class HistoryStore(DynamoTable):
     attributes = [
         {"AttributeName": "pk", "AttributeType": "S"},
         {"AttributeName": "sk", "AttributeType": "S"},
+        {"AttributeName": "t", "AttributeType": "S"},
         {"AttributeName": "environment", "AttributeType": "S"},
     ]
     indexes = [
         {
-            "IndexName": BY_ENVIRONMENT,
+            "IndexName": BY_SERVICE_TIME,
             "KeySchema": [
-                {"AttributeName": "environment", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "t", "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},
-        }
+        },
+        {
+            "IndexName": BY_ENVIRONMENT_TIME,
+            "KeySchema": [
+                {"AttributeName": "environment", "KeyType": "HASH"},
+                {"AttributeName": "t", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
     ]
     ttl_attribute = "expires_at"
 
-    def __init__(self, *args: Any, ttl_days: int = 90, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        retention_days: int = 90,
+        ttl_days: int | None = None,  # the config's older name for the retention
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.ttl_days = ttl_days
+        self.retention_days = ttl_days or retention_days
+
+    def ensure(self, create: bool) -> None:
+        """The table exists with both time indexes (a table of an older layout is
+        named, with what to do)."""
+        super().ensure(create)
+        try:
+            table = self.client.describe_table(TableName=self.table)["Table"]
+        except ClientError as exc:
+            raise aws.translate(exc, f"describe table {self.table}") from exc
+        have = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+        missing = [i["IndexName"] for i in self.indexes if i["IndexName"] not in have]
+        if missing:
+            raise MissingTableError(
+                f"DynamoDB table {self.table!r} has no index {', '.join(missing)}: it was "
+                "created by an older version; export it, create the table anew "
+                "(stores.create_tables: true) and load the export with `history import`"
+            )
+
+    # -- writing -------------------------------------------------------------------------
 
     def _item(self, record: DeploymentRecord) -> dict[str, Any]:
         data = record_to_dict(record)
-        when = record.started_at or record.finished_at or utcnow()
+        when = record.finished_at or record.started_at or utcnow()
         data["pk"] = f"{record.environment}#{record.service}"
-        data["sk"] = f"{_ts(when)}#{record.record_id}"
-        data["expires_at"] = int(time.time() + self.ttl_days * 86400)
+        data["sk"] = record.record_id
+        data["t"] = utc_text(when)
+        data["expires_at"] = int(when.timestamp()) + self.retention_days * 86400
         return to_item(data)
 
-    def append(self, record: DeploymentRecord) -> None:
-        """Add one record; the same record_id twice is a no-op, never a duplicate."""
+    def append(self, record: DeploymentRecord) -> bool:
+        """Add one record; False when the table already holds its record id (the same
+        record twice is a no-op, never a duplicate). ValueError for a record that
+        cannot be true."""
+        check_record(record)
         try:
-            self.client.put_item(TableName=self.table, Item=self._item(record))
+            self.client.put_item(
+                TableName=self.table,
+                Item=self._item(record),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
         except ClientError as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                log.info("history already holds %s of %s", record.record_id, record.service)
+                return False
             raise aws.translate(exc, f"write history for {record.service}") from exc
+        return True
 
-    def import_many(self, records: list[DeploymentRecord]) -> int:
-        """Bulk load (batch writes of 25, unprocessed items resent)."""
-        for start in range(0, len(records), 25):
-            requests = [
-                {"PutRequest": {"Item": self._item(r)}} for r in records[start : start + 25]
-            ]
-            pending: dict[str, Any] = {self.table: requests}
+    def import_many(self, records: Sequence[DeploymentRecord]) -> ImportResult:
+        """Bulk load: records the table (or this load) already holds are counted, not
+        written again; impossible records are refused; the rest are written in batches
+        of 25 (unprocessed items resent)."""
+        refused: list[tuple[int, str]] = []
+        fresh: dict[tuple[str, str], DeploymentRecord] = {}
+        repeated = 0
+        for n, record in enumerate(records):
+            try:
+                check_record(record)
+            except ValueError as exc:
+                refused.append((n, str(exc)))
+                continue
+            key = (f"{record.environment}#{record.service}", record.record_id)
+            if key in fresh:
+                repeated += 1
+            else:
+                fresh[key] = record
+        present = self._existing(list(fresh))
+        new = [r for k, r in fresh.items() if k not in present]
+        for start in range(0, len(new), _BATCH_WRITE):
+            self._write_batch(new[start : start + _BATCH_WRITE])
+        return ImportResult(len(new), repeated + len(present), tuple(refused))
+
+    def _existing(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), _BATCH_GET):
+            pending: dict[str, Any] = {
+                self.table: {
+                    "Keys": [to_item({"pk": pk, "sk": sk}) for pk, sk in keys[start : start + 100]],
+                    "ProjectionExpression": "pk, sk",
+                }
+            }
             for attempt in range(8):
                 try:
-                    out = self.client.batch_write_item(RequestItems=pending)
+                    out = self.client.batch_get_item(RequestItems=pending)
                 except ClientError as exc:
                     raise aws.translate(exc, "import history") from exc
-                pending = out.get("UnprocessedItems") or {}
+                for item in out.get("Responses", {}).get(self.table, []):
+                    found.add((item["pk"]["S"], item["sk"]["S"]))
+                pending = out.get("UnprocessedKeys") or {}
                 if not pending:
                     break
                 time.sleep(min(0.05 * 2**attempt, 2))
-        return len(records)
+        return found
+
+    def _write_batch(self, records: list[DeploymentRecord]) -> None:
+        pending: dict[str, Any] = {
+            self.table: [{"PutRequest": {"Item": self._item(r)}} for r in records]
+        }
+        for attempt in range(8):
+            try:
+                out = self.client.batch_write_item(RequestItems=pending)
+            except ClientError as exc:
+                raise aws.translate(exc, "import history") from exc
+            pending = out.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(min(0.05 * 2**attempt, 2))
+        raise StoreError(f"import history: DynamoDB kept {len(pending)} writes unprocessed")
+
+    # -- reading -------------------------------------------------------------------------
 
     def query(
         self, environment: str, service: str | None = None, limit: int | None = None
     ) -> list[DeploymentRecord]:
-        """Records newest first, for one service or (via the GSI) the whole environment."""
+        """Records newest first (by finish, else start), for one service or the whole
+        environment."""
         if service:
             kwargs: dict[str, Any] = {
+                "IndexName": BY_SERVICE_TIME,
                 "KeyConditionExpression": "pk = :k",
                 "ExpressionAttributeValues": to_item({":k": f"{environment}#{service}"}),
             }
         else:
             kwargs = {
-                "IndexName": BY_ENVIRONMENT,
+                "IndexName": BY_ENVIRONMENT_TIME,
                 "KeyConditionExpression": "environment = :e",
                 "ExpressionAttributeValues": to_item({":e": environment}),
             }
@@ -169,28 +315,152 @@ class HistoryStore(DynamoTable):
                 return records
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
-    def scan_items(self, segments: int = 4) -> list[dict[str, Any]]:
-        """Every record as a plain dict, read by a parallel scan of ``segments`` workers
-        (big tables are not read in one long sequential scan)."""
+    def get(self, record_id: str, places: Iterable[tuple[str, str]]) -> DeploymentRecord | None:
+        """The record with this id among ``places`` (environment, service), or None."""
+        keys = [{"pk": f"{e}#{s}", "sk": record_id} for e, s in sorted(set(places))]
+        for start in range(0, len(keys), _BATCH_GET):
+            request = {self.table: {"Keys": [to_item(k) for k in keys[start : start + 100]]}}
+            try:
+                out = self.client.batch_get_item(RequestItems=request)
+            except ClientError as exc:
+                raise aws.translate(exc, f"read history record {record_id}") from exc
+            items = out.get("Responses", {}).get(self.table, [])
+            if items:
+                return record_from_dict(from_item(items[0]))
+        return None
 
-        def segment(n: int) -> list[dict[str, Any]]:
-            rows: list[dict[str, Any]] = []
-            kwargs: dict[str, Any] = {
-                "TableName": self.table,
-                "Segment": n,
-                "TotalSegments": segments,
-            }
+    def read_window(
+        self,
+        environment: str,
+        start: datetime,
+        end: datetime,
+        fields: Sequence[str],
+    ) -> dict[str, list[Any]]:
+        """Columns of the environment's records whose time is in ``[start, end)``, read
+        with one paged Query of the environment/time index and only ``fields``; plus,
+        for each service seen, its last deploy before ``start`` (a rollback in the
+        window may revert it)."""
+        columns = self._query_columns(
+            {
+                "IndexName": BY_ENVIRONMENT_TIME,
+                "KeyConditionExpression": "environment = :e AND t BETWEEN :a AND :b",
+                "ExpressionAttributeValues": to_item(
+                    {
+                        ":e": environment,
+                        ":a": utc_text(start),
+                        ":b": utc_text(end - timedelta(microseconds=1)),
+                    }
+                ),
+            },
+            fields,
+        )
+        for service in sorted({s for s in columns.get("service", []) if s}):
+            before = self._query_columns(
+                {
+                    "IndexName": BY_SERVICE_TIME,
+                    "KeyConditionExpression": "pk = :k AND t < :a",
+                    "FilterExpression": "kind = :d AND attribute_exists(finished_at)",
+                    "ExpressionAttributeValues": to_item(
+                        {":k": f"{environment}#{service}", ":a": utc_text(start), ":d": "deploy"}
+                    ),
+                    "ScanIndexForward": False,
+                    "Limit": 25,
+                },
+                fields,
+                first_only=True,
+            )
+            for name, values in before.items():
+                columns[name].extend(values)
+        return columns
+
+    def _query_columns(
+        self, kwargs: dict[str, Any], fields: Sequence[str], first_only: bool = False
+    ) -> dict[str, list[Any]]:
+        names = {f"#f{i}": f for i, f in enumerate(fields)}
+        kwargs = {
+            **kwargs,
+            "TableName": self.table,
+            "ProjectionExpression": ", ".join(names),
+            "ExpressionAttributeNames": names,
+        }
+        columns: dict[str, list[Any]] = {f: [] for f in fields}
+        _raw_pages(self.client)
+        with _RAW:
             while True:
                 try:
-                    out = self.client.scan(**kwargs)
+                    out = self.client.query(**kwargs)
                 except ClientError as exc:
-                    raise aws.translate(exc, f"scan history table {self.table}") from exc
-                rows.extend(from_item(i) for i in out.get("Items", []))
-                if "LastEvaluatedKey" not in out:
-                    return rows
+                    raise aws.translate(exc, f"read history window of {self.table}") from exc
+                items = out.get("RawItems", out.get("Items", []))
+                if first_only:
+                    items = items[:1]
+                _columns(items, fields, columns)
+                if "LastEvaluatedKey" not in out or (first_only and items):
+                    return columns
                 kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
-        _ = self.client  # build the client once, before the threads share it
-        with ThreadPoolExecutor(max_workers=segments) as pool:
-            parts = list(pool.map(segment, range(segments)))
-        return [row for part in parts for row in part]
+
+def _columns(
+    items: list[dict[str, Any]], fields: Sequence[str], into: dict[str, list[Any]]
+) -> None:
+    """DynamoDB items appended column by column (strings and numbers; one list
+    comprehension per field instead of a deserializer call per value)."""
+    for f in fields:
+        into[f].extend(
+            [a["S"] if (a := i.get(f)) is not None and "S" in a else _value(a) for i in items]
+        )
+
+
+def _value(attribute: dict[str, Any] | None) -> Any:
+    if attribute is None:
+        return None
+    if "S" in attribute:
+        return attribute["S"]
+    if "N" in attribute:
+        number = attribute["N"]
+        return int(number) if number.lstrip("-").isdigit() else float(number)
+    if "NULL" in attribute:
+        return None
+    return from_item({"v": attribute})["v"]
+
+
+class _RawItems(threading.local):
+    """While active (in this thread), the client's Query answers keep their items as
+    wire JSON (``RawItems``), decoded by orjson, instead of botocore's typed parse of
+    every value: the same request and answer, several times less CPU per item. Only the
+    ``Items`` member is taken over; every other member (``LastEvaluatedKey``, errors) is
+    botocore's. Other threads sharing the client are not affected."""
+
+    active = False
+
+    def __enter__(self) -> None:
+        self.active = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.active = False
+
+
+_RAW = _RawItems()
+
+
+def _raw_pages(client: Any) -> None:
+    """Register the raw-items hook on ``client`` (idempotent)."""
+    client.meta.events.register(
+        "before-parse.dynamodb.Query", _take_items, unique_id="rollback-raw-items"
+    )
+
+
+def _take_items(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    if not _RAW.active or response_dict.get("status_code") != 200:
+        return
+    try:
+        body = orjson.loads(response_dict["body"])
+    except orjson.JSONDecodeError:
+        return  # let botocore parse (and report) it
+    items = body.pop("Items", None) if isinstance(body, dict) else None
+    if items is None:
+        return
+    customized_response_dict["RawItems"] = items
+    response_dict["body"] = orjson.dumps(body)

@@ -93,8 +93,16 @@ def report(
     days: int = 30,
     env: str = "prod",
     now: datetime = NOW,
+    known_services: list[str] | None = None,
 ) -> Report:
-    return compute(records_frame(records), audit_frame(attempts or []), env, now, days)
+    return compute(
+        records_frame(records),
+        audit_frame(attempts or []),
+        env,
+        now,
+        days,
+        known_services=known_services or (),
+    )
 
 
 def history(records: list[DeploymentRecord]) -> pd.DataFrame:

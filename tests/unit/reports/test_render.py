@@ -128,7 +128,7 @@ def test_markdown_tells_headline_changes_services_rollbacks_and_definitions() ->
     assert "| Change failure rate | 50% | 0% | +50 pts |" in text
     assert "![Deploys per day by outcome, rollbacks marked]" in text
     assert "(deployment-chart-prod-20240601-090000.png)" in text
-    assert "| api | 1 | 1 | 0 | 100% | 60 s | 100% | 1 | 2 h |" in text
+    assert "| api | 1 | 1 | 0 | 100% | 60 s / 60 s / 60 s | 100% | 1 | 2 h / 2 h |" in text
     assert "| 2024-06-01 01:00 | api | v2 → v1 | alarm | success | 2 h |" in text
     assert "**Rule: median time to restore above 1 hour.**" in text
     assert "- **changeFailureRate**:" in text

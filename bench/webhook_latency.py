@@ -1,19 +1,23 @@
 """Signed failure webhook → the moment the AWS API (moto) receives ``UpdateService``.
 
-p50/p95 over N rollbacks (default 20) of one ECS service in two start modes:
+p50/p95 over N rollbacks (default 20) of one ECS service in three start modes:
 (a) embedded — the receiver runs the rollback flow in its own worker thread;
 (b) deployment — ``run_deployment`` on a local Prefect server, a process worker
-    polling every second (PREFECT_WORKER_QUERY_SECONDS=1) runs it.
+    polling every second (PREFECT_WORKER_QUERY_SECONDS=1) runs it;
+(c) warm worker — the receiver in worker mode queues a background task run, a
+    long-lived ``rollback worker`` process runs the flow in-process (issue 12).
 Both against one local Prefect server and a moto server behind a recording proxy, all on
 127.0.0.1. Also prints the raw time of the same API calls made directly with boto3, and
-each mode's ratio to it. Bounded: every wait has a deadline; everything it starts, it stops.
+each mode's ratio to it. Bounded: every wait has a deadline; a mode that fails prints
+why and the others still run; everything it starts, it stops.
 
-    python bench/webhook_latency.py [--runs 20]
+    python bench/webhook_latency.py [--runs 20] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -54,7 +58,8 @@ class Recorder:
                 body = self.rfile.read(length) if length else None
                 if self.headers.get("X-Amz-Target", "").endswith(".UpdateService"):
                     outer.updates.append(time.monotonic())
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                host = target.hostname or "127.0.0.1"
+                conn = http.client.HTTPConnection(host, target.port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
@@ -255,16 +260,21 @@ def webhook_runs(
             start = time.monotonic()
             resp = client.post(url + "/webhooks/github", content=body, headers=headers)
             assert resp.status_code == 202, resp.text
-            wait_for(lambda b=before: len(recorder.updates) > b, 60, "UpdateService")
+            wait_for(functools.partial(_grown, recorder.updates, before), 60, "UpdateService")
             out.append(recorder.updates[before] - start)
             audit_id = resp.json()["audit_id"]
-            wait_for(lambda a=audit_id: finished(a), 90, "the rollback to finish")
+            wait_for(functools.partial(finished, audit_id), 90, "the rollback to finish")
     return out
+
+
+def _grown(values: list[float], size: int) -> bool:
+    return len(values) > size
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--json", action="store_true", help="last line: JSON summary")
     args = parser.parse_args()
     os.environ.update(
         {
@@ -290,6 +300,18 @@ def main() -> None:
             results = run_modes(procs, tmp, api, recorder, secret, args.runs)
             recorder.close()
         report(results, args.runs, time.monotonic() - t0)
+    if args.json:
+        p50 = {m: (round(statistics.median(v), 3) if v else None) for m, v in results.items()}
+        print(
+            json.dumps(
+                {
+                    "embedded_p50_s": p50.get("embedded"),
+                    "process_worker_p50_s": p50.get("deployment"),
+                    "warm_worker_p50_s": p50.get("warm-worker"),
+                    "raw_p50_s": p50.get("raw"),
+                }
+            )
+        )
 
 
 def run_modes(
@@ -297,7 +319,7 @@ def run_modes(
 ) -> dict[str, list[float]]:
     from deployments.cli.serve import background_server
     from deployments.receiver import create_app
-    from flows.launch import DeploymentLauncher, EmbeddedLauncher
+    from flows.launch import EmbeddedLauncher
     from rollback.runtime import Runtime
 
     environ = {"BENCH_GITHUB_SECRET": secret, "BENCH_API_TOKEN": secret[::-1]}
@@ -315,12 +337,49 @@ def run_modes(
         )
 
     results["raw"] = raw_calls(recorder, runs)
-    # (a) embedded
-    with background_server(create_app(config, launcher, environ=environ)) as url:
-        webhook_runs(url, secret, recorder, 1, finished)  # warm-up, not counted
-        results["embedded"] = webhook_runs(url, secret, recorder, runs, finished)
-    launcher.close()
-    # (b) deployment: a process work pool, the deployment and a 1 s-polling worker
+
+    def embedded() -> list[float]:
+        with background_server(create_app(config, launcher, environ=environ)) as url:
+            webhook_runs(url, secret, recorder, 1, finished)  # warm-up, not counted
+            out = webhook_runs(url, secret, recorder, runs, finished)
+        launcher.close()
+        return out
+
+    def deployment() -> list[float]:
+        return deployment_mode(procs, tmp, api, recorder, secret, runs, environ, finished)
+
+    def warm_worker() -> list[float]:
+        return warm_worker_mode(procs, tmp, api, recorder, secret, runs, environ, finished)
+
+    phase(results, "embedded", embedded)  # (a)
+    phase(results, "deployment", deployment)  # (b)
+    phase(results, "warm-worker", warm_worker)  # (c)
+    return results
+
+
+def phase(results: dict[str, list[float]], name: str, measure: Callable[[], list[float]]) -> None:
+    """One mode; a failure is printed and leaves the mode empty (each wait has a deadline)."""
+    try:
+        results[name] = measure()
+    except Exception as exc:  # noqa: BLE001 - report it and let the other modes run
+        print(f"mode {name} failed: {type(exc).__name__}: {exc}", flush=True)
+        results[name] = []
+
+
+def deployment_mode(
+    procs: list[Any],
+    tmp: Path,
+    api: str,
+    recorder: Recorder,
+    secret: str,
+    runs: int,
+    environ: dict[str, str],
+    finished: Callable[[str], bool],
+) -> list[float]:
+    """(b) a process work pool, the deployment and a 1 s-polling process worker."""
+    from deployments.cli.serve import background_server
+    from deployments.receiver import create_app
+    from flows.launch import DeploymentLauncher
     from tests.functional.test_webhooks import _deploy_rollback_auto
 
     deploy_config = write_config(tmp / "deployment.yaml", "deployment")
@@ -343,17 +402,69 @@ def run_modes(
         create_app(dconfig, DeploymentLauncher(dconfig), environ=environ)
     ) as url:
         webhook_runs(url, secret, recorder, 1, finished)  # warm-up
-        results["deployment"] = webhook_runs(url, secret, recorder, runs, finished)
-    return results
+        out = webhook_runs(url, secret, recorder, runs, finished)
+    for proc in procs[1:]:  # the process worker: not needed by (c)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    del procs[1:]
+    return out
+
+
+def warm_worker_mode(
+    procs: list[Any],
+    tmp: Path,
+    api: str,
+    recorder: Recorder,
+    secret: str,
+    runs: int,
+    environ: dict[str, str],
+    finished: Callable[[str], bool],
+) -> list[float]:
+    """(c) the receiver queues background task runs; one long-lived ``rollback worker``
+    serves them. The worker reads the parameters this process stores: same storage path."""
+    import httpx
+    from prefect.settings import get_current_settings
+
+    from deployments.cli.serve import background_server
+    from deployments.receiver import create_app
+    from flows.background import WorkerLauncher
+    from rollback.config import load_config
+
+    config_path = write_config(tmp / "worker.yaml", "worker")
+    storage = str(get_current_settings().results.local_storage_path)
+    worker_env = prefect_env(tmp) | {
+        "PREFECT_API_URL": api,
+        "PREFECT_LOCAL_STORAGE_PATH": storage,
+        "AWS_ENDPOINT_URL": recorder.url,
+    }
+    cmd = [str(BIN / "rollback"), "worker", "--config", str(config_path), "--health-interval", "0"]
+    spawn(procs, cmd, worker_env, tmp / "rollback-worker.log")
+    wait_for(
+        lambda: httpx.post(api + "/task_workers/filter", json={}, timeout=5).json(),
+        60,
+        "the rollback worker to subscribe",
+    )
+    wconfig = load_config(config_path)
+    with background_server(create_app(wconfig, WorkerLauncher(wconfig), environ=environ)) as url:
+        webhook_runs(url, secret, recorder, 1, finished)  # warm-up (first imports)
+        return webhook_runs(url, secret, recorder, runs, finished)
 
 
 def report(results: dict[str, list[float]], runs: int, elapsed: float) -> None:
     raw50 = statistics.median(results["raw"])
     print(f"webhook → UpdateService latency, {runs} rollbacks per mode ({elapsed:.0f} s in all)")
     print(f"{'mode':<12} {'p50 s':>8} {'p95 s':>8} {'max s':>8} {'p50 / raw':>10}  goal")
-    goals = {"raw": "", "embedded": "p50 ≤ 2 s", "deployment": "p50 ≤ 5 s"}
-    for mode in ("raw", "embedded", "deployment"):
-        values = results[mode]
+    goals = {
+        "raw": "",
+        "embedded": "p50 ≤ 2 s",
+        "deployment": "p50 ≤ 5 s",
+        "warm-worker": "p50 ≤ 1.0 s",
+    }
+    for mode in ("raw", "embedded", "deployment", "warm-worker"):
+        values = results.get(mode) or []
+        if not values:
+            print(f"{mode:<12} {'failed: see above':>28}  {goals[mode]}")
+            continue
         p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
         print(
             f"{mode:<12} {p50:>8.3f} {p95:>8.3f} {max(values):>8.3f} {p50 / raw50:>10.1f}  {goals[mode]}"

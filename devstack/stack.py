@@ -4,8 +4,10 @@
 with a seeded world and a ready config (``--sandbox``), PostgreSQL (``--postgres``; the
 machine's binaries refuse root, so they run as the ``postgres`` user), a Prefect server
 (SQLite otherwise), the ``rollback-pool`` work pool, one global concurrency limit per
-configured service, ``prefect deploy --all``, N process workers and the webhook receiver
-in deployment mode. It waits until each answers, prints the URLs, records every pid in
+configured service, ``prefect deploy --all``, the process workers (manual runs from the
+UI, reports), N long-lived ``rollback worker`` processes (automatic rollbacks, health
+guard) and the webhook receiver (worker mode when there are long-lived workers, else
+deployment mode). It waits until each answers, prints the URLs, records every pid in
 ``<state>/stack.json`` and returns; ``down`` (``make stack-down``) stops exactly those.
 
 The API token of the receiver is generated into ``<state>/api-token`` (mode 0600) and
@@ -47,8 +49,10 @@ class StackError(RuntimeError):
 @dataclass
 class Options:
     state_dir: Path = ROOT / ".stack"
-    workers: int = 1
+    workers: int = 1  # process workers on the pool
     worker_limit: int | None = None
+    rollback_workers: int = 0  # long-lived `rollback worker` processes (flows/background.py)
+    receiver_mode: str = "deployment"  # worker: requests go to the long-lived workers
     postgres: bool = False
     sandbox: bool = False
     sandbox_services: int = 0  # 0: the demo world; n: staging svc-01..svc-n (ECS)
@@ -82,6 +86,7 @@ class Stack:
     moto_url: str | None = None
     database: str = "sqlite"
     postgres_dir: str | None = None
+    database_url: str | None = None  # PostgreSQL on loopback, trust auth: no secret
     procs: list[Proc] = field(default_factory=list)
 
     def save(self) -> None:
@@ -109,6 +114,31 @@ class Stack:
         proc = _spawn(self, f"worker-{index}", cmd, env)
         self.save()
         return proc
+
+    def start_rollback_worker(
+        self, name: str | int, args: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> Proc:
+        """One more long-lived ``rollback worker`` (also used to scale a running stack)."""
+        cmd = [_exe("rollback"), "worker", "--config", self.config, *(args or [])]
+        proc = _spawn(self, f"rollback-worker-{name}", cmd, env or {})
+        self.save()
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        """Stop one process of the stack (e.g. a worker) and forget it."""
+        _stop(proc)
+        self.procs = [p for p in self.procs if p.pid != proc.pid]
+        self.save()
+
+    def restart_server(self) -> None:
+        """Stop the Prefect server and start it again on the same port and database."""
+        server = next(p for p in self.procs if p.name == "prefect-server")
+        self.stop(server)
+        env = (
+            {"PREFECT_API_DATABASE_CONNECTION_URL": self.database_url} if self.database_url else {}
+        )
+        _spawn(self, "prefect-server", server.cmd, env)
+        _wait_http(self, f"{self.api_url}/health", "prefect-server", timeout=90)
 
     def wait_workers(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -174,6 +204,7 @@ def _start_all(stack: Stack, opts: Options) -> None:
         say(f"postgres  127.0.0.1:{opts.pg_port} (data {stack.postgres_dir})")
     server_env = {"PREFECT_API_DATABASE_CONNECTION_URL": db} if db else {}
     stack.database = "postgresql" if db else "sqlite"
+    stack.database_url = db
     _spawn(
         stack,
         "prefect-server",
@@ -187,19 +218,61 @@ def _start_all(stack: Stack, opts: Options) -> None:
     say(f"limits    {len(limits)} global concurrency limit(s): rollback-<env>-<service>")
     deploy(stack, opts.deployments)
     say(f"deployed  {', '.join(opts.deployments) or 'all deployments'} from prefect.yaml")
+    if publish_manual_form(stack.api_url, stack.config):
+        say("form      rollback-manual: pick-lists of the config's environments and services")
     for i in range(1, opts.workers + 1):
         stack.start_worker(i, opts)
     stack.wait_workers(opts.workers)
     say(f"workers   {opts.workers} on {POOL} (polling every {opts.query_seconds:g}s)")
+    if opts.rollback_workers:
+        _start_rollback_workers(stack, opts)
+        say(f"workers   {opts.rollback_workers} long-lived rollback worker(s) (+ health guard)")
     _spawn(
         stack,
         "receiver",
         [_exe("rollback"), "serve", "--config", stack.config, "--host", "127.0.0.1"]
-        + ["--port", str(opts.receiver_port), "--mode", "deployment"],
+        + ["--port", str(opts.receiver_port), "--mode", opts.receiver_mode],
         {"ROLLBACK_API_TOKEN": stack.token()},
     )
     _wait_http(stack, f"{stack.receiver_url}/healthz", "receiver", timeout=60)
     stack.save()
+
+
+def _start_rollback_workers(stack: Stack, opts: Options) -> None:
+    """The long-lived workers run the health guard's ticks: the every-minute deployment
+    would guard twice, so its schedule is paused (nothing is lost: same flow)."""
+    limit = ["--limit", str(opts.worker_limit)] if opts.worker_limit else []
+    for i in range(1, opts.rollback_workers + 1):
+        stack.start_rollback_worker(i, limit)
+    found = _api(
+        stack.api_url,
+        "POST",
+        "/deployments/filter",
+        {"deployments": {"name": {"any_": ["health-guard"]}}},
+    )
+    for guard in found or []:
+        for attempt in range(5):  # a busy server answers 503 for a moment
+            try:
+                _api(stack.api_url, "PATCH", f"/deployments/{guard['id']}", {"paused": True})
+                break
+            except StackError:
+                if attempt == 4:
+                    raise
+                time.sleep(1 + attempt)
+    wait_rollback_workers(stack, opts.rollback_workers)
+
+
+def wait_rollback_workers(stack: Stack, count: int, timeout: float = 60) -> None:
+    """Until ``count`` task workers subscribe to the rollback task (the server's
+    ``/task_workers/filter``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        online = _api(stack.api_url, "POST", "/task_workers/filter", {}) or []
+        if len(online) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"{count} rollback worker(s) not subscribed after {timeout:.0f}s")
+        time.sleep(0.3)
 
 
 def _start_sandbox(stack: Stack, opts: Options, state: Path) -> None:
@@ -345,6 +418,24 @@ def create_service_limits(api_url: str, config_path: str) -> list[str]:
 
 def limit_name(environment: str, service: str) -> str:
     return service_limit_name(environment, service)
+
+
+def publish_manual_form(api_url: str, config_path: str) -> bool:
+    """Give ``rollback-manual`` its Custom Run form built from the config: pick-lists of
+    the configured environments and services (``devstack.forms``). Run it after every
+    ``prefect deploy``, which resets the form; False when it is not deployed."""
+    from devstack.forms import MANUAL_DEPLOYMENT, pick_lists
+    from rollback.config import load_config
+
+    flow_name, name = MANUAL_DEPLOYMENT.split("/")
+    query = {"flows": {"name": {"any_": [flow_name]}}, "deployments": {"name": {"any_": [name]}}}
+    found = _api(api_url, "POST", "/deployments/filter", query) or []
+    config = load_config(config_path)
+    for deployment in found:
+        form = pick_lists(deployment["parameter_openapi_schema"], config)
+        path = f"/deployments/{deployment['id']}"
+        _api(api_url, "PATCH", path, {"parameter_openapi_schema": form})
+    return bool(found)
 
 
 def deploy(stack: Stack, names: tuple[str, ...] = ()) -> None:
@@ -521,7 +612,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("up", help="start the stack and return once everything answers")
     start.add_argument("--state-dir", type=Path, default=ROOT / ".stack")
-    start.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
+    start.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WORKERS", "1")),
+        help="long-lived rollback workers (automatic rollbacks, health guard); 0: none, the "
+        "receiver then starts deployment runs on the process workers",
+    )
+    start.add_argument(
+        "--process-workers",
+        type=int,
+        default=1,
+        help="process workers on the pool (manual runs from the UI, reports)",
+    )
     start.add_argument("--worker-limit", type=int, default=None)
     start.add_argument("--postgres", action="store_true", default=_flag("POSTGRES"))
     start.add_argument("--sandbox", action="store_true", default=_flag("SANDBOX"))
@@ -546,7 +649,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     opts = Options(
         state_dir=args.state_dir,
-        workers=args.workers,
+        workers=args.process_workers,
+        rollback_workers=args.workers,
+        receiver_mode="worker" if args.workers else "deployment",
         worker_limit=args.worker_limit,
         postgres=args.postgres,
         sandbox=args.sandbox,

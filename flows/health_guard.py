@@ -32,7 +32,14 @@ def health_guard_flow(
 ) -> list[dict[str, Any]]:
     """Check every service in ``health_guard.services``; roll back the ones that failed
     ``failures_to_trigger`` times in a row. ``mode``: embedded or deployment (default:
-    deployment when a Prefect API is configured)."""
+    deployment when a Prefect API is configured).
+
+    Args:
+        config_path: The YAML config file; empty means $ROLLBACK_CONFIG on the worker.
+        mode: How rollbacks start: deployment (runs of rollback-auto), embedded (in
+            this process) or worker (the long-lived `rollback worker`, which also runs
+            these ticks); empty: deployment when a Prefect API is configured.
+    """
     config = load_config(config_path)
     launcher = make_launcher(config, mode)
     try:

@@ -2,7 +2,8 @@
 
 Two start paths behind one small protocol:
 
-- ``EmbeddedLauncher``: this process runs ``rollback_flow`` in background threads, one
+- ``EmbeddedLauncher``: this process runs ``requested_rollback`` (the rollback flow whose
+  final state shows the outcome) in background threads, one
   at a time per service, so ``rollback serve`` alone is a complete auto-rollback service.
 - ``DeploymentLauncher``: ``run_deployment`` of the auto-rollback deployment on a Prefect
   server (idempotency key = the delivery/message id, so the same id is the same run),
@@ -23,7 +24,7 @@ import uuid
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -34,6 +35,7 @@ from rollback.models import AuditRecord, RollbackRequest, Status, new_id, utcnow
 from rollback.runtime import Runtime
 
 log = logging.getLogger(__name__)
+_V = TypeVar("_V")
 
 EVENT_NAME = "rollback.requested"
 # Label on the events this receiver emits: the deployment trigger ignores them (the run
@@ -80,7 +82,9 @@ def flow_parameters(config: Config, request: RollbackRequest, audit_id: str) -> 
     }
 
 
-def default_mode(config: Config, environ: Any = None) -> Literal["embedded", "deployment"]:
+def default_mode(
+    config: Config, environ: Any = None
+) -> Literal["embedded", "deployment", "worker"]:
     """The config's mode; ``auto`` means deployment only when PREFECT_API_URL is set."""
     mode = config.webhooks.mode if config.webhooks else "auto"
     if mode != "auto":
@@ -95,7 +99,11 @@ def make_launcher(config: Config, mode: str | None = None) -> Launcher:
         return EmbeddedLauncher(config)
     if chosen == "deployment":
         return DeploymentLauncher(config)
-    raise ValueError(f"unknown start mode {chosen!r} (embedded or deployment)")
+    if chosen == "worker":
+        from flows.background import WorkerLauncher  # long-lived workers (background tasks)
+
+        return WorkerLauncher(config)
+    raise ValueError(f"unknown start mode {chosen!r} (embedded, deployment or worker)")
 
 
 class _Runs:
@@ -117,6 +125,20 @@ class _Runs:
             return self._data.get(audit_id)
 
 
+class BoundedMap(OrderedDict[str, _V]):
+    """A dict that forgets its oldest entries past ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: str, value: _V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 class EmbeddedLauncher:
     """Runs ``rollback_flow`` in this process: one worker thread per service, so runs of
     one service queue up and runs of different services go in parallel."""
@@ -130,7 +152,9 @@ class EmbeddedLauncher:
         self._futures: set[Future[Any]] = set()
         self._lock = threading.Lock()
         self._runs = _Runs()
-        self.results: dict[str, Any] = {}
+        # The last outcomes of this process's runs (tests, the health guard): bounded, a
+        # long-lived receiver must not grow with every rollback it ever ran.
+        self.results: BoundedMap[dict[str, Any]] = BoundedMap(1_000)
 
     def warm_up(self) -> None:
         """Reach the Prefect API once (an ephemeral server takes seconds to start)."""
@@ -143,13 +167,13 @@ class EmbeddedLauncher:
         from prefect.client.orchestration import get_client
         from prefect.states import Pending
 
-        from flows.rollback_flow import rollback_flow
+        from flows.outcome import requested_rollback
 
         params = flow_parameters(self.config, request, audit_id)
         # The run exists before the response goes out, so its id and URL can be returned.
         with get_client(sync_client=True) as client:
             flow_run = client.create_flow_run(
-                rollback_flow,
+                requested_rollback,
                 name=f"rollback-{request.environment}-{request.service}",
                 parameters=params,
                 state=Pending(),
@@ -173,18 +197,21 @@ class EmbeddedLauncher:
     def _run(self, key: str, audit_id: str, flow_run: Any, params: dict[str, Any]) -> None:
         from prefect.flow_engine import run_flow
 
-        from flows.rollback_flow import rollback_flow
+        from flows.outcome import requested_rollback, result_of
 
         try:
-            self.results[audit_id] = run_flow(
-                rollback_flow,
+            # The rollback-auto entry point: a refused rollback ends Failed "Refused".
+            state: Any = run_flow(
+                requested_rollback,
                 flow_run=flow_run,
                 parameters={
                     "request": RollbackRequest.model_validate(params["request"]),
                     "config_path": params["config_path"],
                     "audit_id": audit_id,
                 },
+                return_type="state",
             )
+            self.results[audit_id] = result_of(state)
             log.info(
                 "rollback %s of %s ended %s", audit_id, key, self.results[audit_id].get("status")
             )
@@ -237,7 +264,7 @@ class DeploymentLauncher:
         from prefect.deployments import run_deployment
         from prefect.events import emit_event
 
-        flow_run = run_deployment(
+        flow_run: Any = run_deployment(  # sync here: returns the run, not a coroutine
             self.deployment,
             parameters=flow_parameters(self.config, request, audit_id),
             timeout=0,

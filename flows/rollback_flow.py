@@ -16,9 +16,9 @@ from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.exceptions import FlowPauseTimeout, ObjectNotFound
-from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
+from flows.pause import pause_for_input
 from rollback import decisions, entrance, progress
 from rollback.config import Config, load_config
 from rollback.errors import ConfigError, RollbackError
@@ -35,9 +35,10 @@ from rollback.models import (
 )
 from rollback.runtime import Runtime
 from rollback.targets.base import RunContext
+from rollback.text import log_safe
 from tasks.audit import open_audit, record_status
 from tasks.execute import execute, mark_bad
-from tasks.notify import notify
+from tasks.notify import notify, show_plan
 from tasks.resolve import Resolution, resolve_target
 from tasks.safety import acquire_lock, bad_versions, recover_interrupted, release_lock, run_checks
 from tasks.stabilize import stabilize
@@ -238,12 +239,14 @@ class _Run:
         self.outcome.to_version = resolution.target.id if resolution.target else None
         self.deploy_failed = self._deploy_failed(resolution)
         checks = [lock, *run_checks(rt, req, audit_id, resolution, bad)]
-        checks.append(self._confirmation(resolution, checks))
-        self.outcome.checks = checks
+        # The plan goes on the timeline before any question about it is asked.
         self.step(
-            f"plan: {resolution.from_version} → {self.outcome.to_version or '?'} "
+            ("DRY RUN " if req.dry_run else "")
+            + f"plan: {resolution.from_version} → {self.outcome.to_version or '?'} "
             f"({resolution.source}); {sum(c.passed for c in checks)}/{len(checks)} checks pass"
         )
+        self.outcome.checks = checks
+        checks.append(self._confirmation(resolution, checks))
         failed = [c for c in checks if not c.passed]
         if failed:
             return self._finish(Status.REFUSED, "; ".join(f"{c.name}: {c.detail}" for c in failed))
@@ -319,6 +322,8 @@ class _Run:
             return CheckResult(
                 "confirmation", True, "automatic trigger: environment policy applies"
             )
+        if req.dry_run:  # a plan changes nothing: there is nothing to confirm
+            return CheckResult("confirmation", True, "dry run: nothing changes, nothing to confirm")
         expected = cfg.confirmation_for(req.environment)
         given = req.confirmation
         if env.protected and given is None and self.in_deployment and all(c.passed for c in checks):
@@ -346,7 +351,6 @@ class _Run:
             f"{self.request.service} back from {resolution.from_version} to "
             f"{self.outcome.to_version}? Type `{expected}` to confirm.\n\n{plan}"
         )
-        self.step(f"waiting for typed confirmation ({expected})")
         # Keep the service lock for as long as the question may stay open.
         req, rt = self.request, self.rt
         rt.locks.renew(
@@ -355,16 +359,32 @@ class _Run:
             self.outcome.audit_id,
             CONFIRM_TIMEOUT_S + rt.config.stores.lock_lease_s,
         )
+        # The plan in plain sight while it waits: timeline, log lines, artifact, state.
+        deadline = utcnow() + _seconds(CONFIRM_TIMEOUT_S)
+        waiting = (
+            f"waiting for {expected} until {deadline:%H:%M} UTC: open ⋮ → Resume and type "
+            f"it to roll {req.service} back from {resolution.from_version} to "
+            f"{self.outcome.to_version}"
+        )
+        self.step(waiting)
+        for c in checks:
+            self.log.info(
+                "check %s: %s — %s", c.name, "pass" if c.passed else "FAIL", log_safe(c.detail)
+            )
+        self.log.warning("%s", log_safe(waiting))  # the last line before the pause
+        show_plan(self.outcome, rt.config.flow_run_url(self.flow_run_id), waiting)
+        asked = time.monotonic()
         try:
-            answer = pause_flow_run(
-                wait_for_input=ConfirmRollback.with_initial_data(description=description),
+            answer = pause_for_input(
+                ConfirmRollback.with_initial_data(description=description),
+                message=waiting,
                 timeout=CONFIRM_TIMEOUT_S,
-                poll_interval=1,
             )
         except FlowPauseTimeout:
-            self.step("no confirmation before the timeout")
+            self.step(f"no confirmation by {deadline:%H:%M} UTC: waited {CONFIRM_TIMEOUT_S}s")
             return None
-        return answer.confirmation
+        self.step(f"answered after waiting {round(time.monotonic() - asked)}s")
+        return str(answer.confirmation)
 
     def _deploy_failed(self, resolution: Resolution) -> bool:
         """Was the version being rolled back from a failed deploy? Only when the history
@@ -384,6 +404,8 @@ class _Run:
             return f"Alarm {name!r} fired"
         if req.trigger == "health":
             return "Health check failed"
+        if req.trigger == "verification":
+            return "Deploy verification failed"
         if req.automatic:
             return f"Automatic trigger {req.trigger!r}"
         return None
@@ -416,6 +438,8 @@ class _Run:
             self.deploy_failed,
             self._cause(),
         )
+        if req.dry_run and not out.headline.startswith("DRY RUN"):
+            out.headline = f"DRY RUN: {out.headline}"
         self.step(out.headline + (f" — {out.reason}" if out.reason else ""))
         try:
             notify(rt, out, rt.config.flow_run_url(self.flow_run_id))

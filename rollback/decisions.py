@@ -439,5 +439,5 @@ def headline(
     if status == "refused":
         return f"Rollback refused, nothing changed: {where}"
     if status == "planned":
-        return f"Rollback planned (dry run), nothing changed: {where} {move}"
+        return f"DRY RUN: rollback planned, nothing changed: {where} {move}"
     return f"Rollback {status}: {where} {move}"

@@ -45,6 +45,7 @@ def admit(
     deployment: str | None,
     claim: tuple[str, str | None] | None,
     local_user: str,
+    kind: str = "prefect-deployment",
 ) -> Admission:
     """What ``request`` may be.
 
@@ -54,6 +55,8 @@ def admit(
         deployment: the deployment's name when this is a deployment run, else None.
         claim: (audit id, credential name) of the claim on ``claim_key(...)``, if any.
         local_user: the OS user of this process (in-process runs without a credential).
+        kind: what ``deployment`` names: ``prefect-deployment``, or ``prefect-task`` for
+            a background task run served by ``rollback worker`` (same rule).
     """
     if deployment is None:
         return Admission(request.trigger, request.authenticated_by or f"cli:{local_user}")
@@ -61,7 +64,7 @@ def admit(
     if granted:
         assert claim is not None
         return Admission(request.trigger, claim[1] or "intake")
-    entrance = f"prefect-deployment:{deployment}"
+    entrance = f"{kind}:{deployment}"
     if request.automatic:
         return Admission(
             "manual",

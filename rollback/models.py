@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Trigger = Literal["manual", "webhook", "alarm", "health", "schedule"]
-AUTOMATIC_TRIGGERS: frozenset[str] = frozenset({"webhook", "alarm", "health", "schedule"})
+Trigger = Literal["manual", "webhook", "alarm", "health", "schedule", "verification"]
+AUTOMATIC_TRIGGERS: frozenset[str] = frozenset(
+    {"webhook", "alarm", "health", "schedule", "verification"}
+)
 
 # Events our own actions emit carry this prefix, so a request caused by a rollback is
 # recognised and refused (loop prevention).

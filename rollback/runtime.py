@@ -9,8 +9,12 @@ from typing import Any
 
 from rollback.config import Config
 from rollback.ecr import EcrImages
+from rollback.metric_series import MetricSeries
 from rollback.metric_sums import MetricSums
+from rollback.notifiers.github_deployments import GithubDeployments
 from rollback.notifiers.slack import SlackNotifier, slack_url
+from rollback.notifiers.sns import SnsPublisher
+from rollback.platform_rollbacks import AwsPlatformRollbacks
 from rollback.snapshots import RdsSnapshots
 from rollback.stores.audit import AuditStore
 from rollback.stores.health_state import HealthStateStore
@@ -61,6 +65,19 @@ class Runtime:
 
     def metric_sums(self) -> MetricSums:
         return MetricSums(credentials_block=self.config.aws.credentials_block)
+
+    def sns(self) -> SnsPublisher:
+        return SnsPublisher(credentials_block=self.config.aws.credentials_block)
+
+    def metric_series(self) -> MetricSeries:
+        return MetricSeries(credentials_block=self.config.aws.credentials_block)
+
+    def platform_rollbacks(self) -> AwsPlatformRollbacks:
+        return AwsPlatformRollbacks(credentials_block=self.config.aws.credentials_block)
+
+    def github_deployments(self) -> GithubDeployments | None:
+        cfg = self.config.notifications.github_deployments
+        return GithubDeployments(cfg.base_url, cfg.token_env) if cfg else None
 
     def health_state(self) -> HealthStateStore:
         block = self.config.aws.credentials_block

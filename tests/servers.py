@@ -6,9 +6,11 @@ from __future__ import annotations
 import time
 import urllib.request
 
+import httpx
+
 from devstack.sandbox import free_port
 
-__all__ = ["free_port", "reset_moto", "wait_http"]
+__all__ = ["BusyRetry", "free_port", "reset_moto", "wait_http"]
 
 
 def wait_http(url: str, timeout: float = 20) -> None:
@@ -25,3 +27,24 @@ def wait_http(url: str, timeout: float = 20) -> None:
 
 def reset_moto(url: str) -> None:
     urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"))
+
+
+class BusyRetry(httpx.HTTPTransport):
+    """A busy SQLite Prefect server answers 503 for a moment, or a read stalls while it
+    starts several runs at once; Prefect's own client (and the UI) retry that, so the
+    tests' client does too (reads only after a timeout: a GET is safe to repeat)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(6):
+            try:
+                response = super().handle_request(request)
+            except httpx.ReadTimeout:
+                if request.method != "GET" or attempt == 5:
+                    raise
+                continue
+            if response.status_code not in (429, 503):
+                return response
+            response.read()
+            response.close()
+            time.sleep(0.25 * 2**attempt)
+        return response

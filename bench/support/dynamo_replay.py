@@ -45,6 +45,9 @@ class Table:
         self.by_env = {e: g.index.to_numpy() for e, g in frame.groupby("environment")}
         self.by_pk = {k: g.index.to_numpy() for k, g in frame.groupby("pk")}
         self.t = self.columns["t"]
+        # each index's times as text once (not on every page: a 1M-row recording)
+        self.times = {id(p): self.t[p].astype(str) for p in (*self.by_env.values(),
+                                                             *self.by_pk.values())}  # fmt: skip
 
     def item(self, row: int, fields: list[str]) -> dict[str, Any]:
         out = {}
@@ -55,13 +58,38 @@ class Table:
             out[f] = {"N" if f == "expires_at" else "S": str(value)}
         return out
 
-    def rows(self, positions: np.ndarray, lo: str, hi: str | None, below: bool) -> np.ndarray:
-        times = self.t[positions].astype(str)
+    def rows(
+        self, positions: np.ndarray, lo: str, hi: str | None, below: bool, after: Any = None
+    ) -> np.ndarray:
+        """The index's rows in ``[lo, hi]`` (or below ``lo``, newest first), those after
+        the ``ExclusiveStartKey`` ``after`` only."""
+        times = self.times.get(id(positions))
+        if times is None:
+            times = self.t[positions].astype(str)
         if below:
-            return positions[: np.searchsorted(times, lo, side="left")][::-1]
+            rows = positions[: np.searchsorted(times, lo, side="left")][::-1]
+            return self._after(rows, after)
+        assert hi is not None  # a range has both ends
         first = np.searchsorted(times, lo, side="left")
         last = np.searchsorted(times, hi, side="right")
+        if after is not None:  # time order: look for the key among rows of its time only
+            t = after["t"]["S"]
+            a, b = np.searchsorted(times, t, side="left"), np.searchsorted(times, t, side="right")
+            same = self._after(positions[a:b], after)
+            if len(same) < b - a:  # found: continue right after it
+                first = max(first, b - len(same))
+            else:
+                return positions[:0]
         return positions[first:last]
+
+    def _after(self, positions: np.ndarray, after: Any) -> np.ndarray:
+        if after is None:
+            return positions
+        sk, pk = self.columns["sk"], self.columns["pk"]
+        hit = np.flatnonzero(
+            (sk[positions] == after["sk"]["S"]) & (pk[positions] == after["pk"]["S"])
+        )
+        return positions[hit[0] + 1 :] if len(hit) else positions[:0]
 
 
 KEYS = ("pk", "sk")
@@ -73,23 +101,17 @@ def answer(table: Table, request: dict[str, Any]) -> dict[str, Any]:
     fields = [names.get(f.strip(), f.strip()) for f in request["ProjectionExpression"].split(",")]
     condition = request["KeyConditionExpression"]
     empty = np.zeros(0, np.int64)
+    start = request.get("ExclusiveStartKey")
     if condition == ENV_RANGE:
         positions = table.rows(table.by_env.get(values[":e"], empty), values[":a"], values[":b"],
-                               below=False)  # fmt: skip
+                               below=False, after=start)  # fmt: skip
         index_key = ("environment", "t")
     elif condition == SERVICE_BEFORE and not request.get("ScanIndexForward", True):
         positions = table.rows(table.by_pk.get(values[":k"], empty), values[":a"], None,
-                               below=True)  # fmt: skip
+                               below=True, after=start)  # fmt: skip
         index_key = ("pk", "t")
     else:
         raise ValueError(f"unsupported query: {condition}")
-    start = request.get("ExclusiveStartKey")
-    if start:
-        sk, pk = table.columns["sk"], table.columns["pk"]
-        after = np.flatnonzero(
-            (sk[positions] == start["sk"]["S"]) & (pk[positions] == start["pk"]["S"])
-        )
-        positions = positions[after[0] + 1 :] if len(after) else positions[:0]
     limit = request.get("Limit") or len(positions)
     cut = np.cumsum(table.sizes[positions]) if len(positions) else np.zeros(0, np.int64)
     count = min(limit, int(np.searchsorted(cut, PAGE_BYTES, side="left")) + 1, len(positions))

@@ -106,7 +106,7 @@ def run_flow(request: Any, config_path: str, quiet: bool = False) -> dict[str, A
     """Run the rollback flow in this process, printing progress lines as they happen."""
     from deployments.cli.console import one_line_console
     from deployments.cli.local_api import tie_temporary_api
-    from flows.rollback_flow import rollback_flow
+    from flows.outcome import requested_rollback, result_of
     from rollback import progress
     from rollback.text import log_safe
 
@@ -119,7 +119,12 @@ def run_flow(request: Any, config_path: str, quiet: bool = False) -> dict[str, A
 
     unsubscribe = progress.subscribe(show)
     try:
-        return rollback_flow(request=request, config_path=str(Path(config_path).resolve()))
+        # The run ends in the state its outcome deserves (refused: Failed "Refused");
+        # the dict printed here is the outcome, unchanged.
+        state = requested_rollback(
+            request=request, config_path=str(Path(config_path).resolve()), return_state=True
+        )
+        return result_of(state)
     finally:
         unsubscribe()
 
@@ -202,9 +207,11 @@ def history_import(
         records.append(record)
     rt = Runtime(cfg)
     rt.ensure_tables()
-    count = rt.history.import_many(records)
+    result = rt.history.import_many(records)
     _clear_redeployed(rt, records)
-    typer.echo(f"imported {count} record(s) into {cfg.stores.history_table}")
+    for n, reason in result.refused:
+        typer.echo(f"{file}: record {n + 1}: refused: {reason}", err=True)
+    typer.echo(f"imported {result.stored} record(s) into {cfg.stores.history_table} ({result})")
 
 
 def _clear_redeployed(rt: Any, records: list[Any]) -> None:
@@ -263,6 +270,10 @@ def record_deployment(
     rt.history.append(record)
     _clear_redeployed(rt, [record])
     typer.echo(f"recorded {env}/{service} {version} {status}")
+    if record.status == "success" and os.environ.get("PREFECT_API_URL"):
+        from deployments.cli.verify import start_after_record
+
+        start_after_record(cfg, record)
 
 
 @app.command()
@@ -400,6 +411,12 @@ _register_serve(app)
 from deployments.cli.report import register as _register_report  # noqa: E402
 
 _register_report(app)
+from deployments.cli.verify import register as _register_verify  # noqa: E402
+
+_register_verify(app)
+from deployments.cli.worker import register as _register_worker  # noqa: E402
+
+_register_worker(app)
 
 
 def main() -> None:

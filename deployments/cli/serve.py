@@ -1,7 +1,9 @@
 """``rollback serve``: the webhook receiver under uvicorn.
 
 The start mode is explicit: ``--mode embedded`` runs rollbacks in this process,
-``--mode deployment`` starts the auto-rollback deployment on the Prefect server; without
+``--mode deployment`` starts the auto-rollback deployment on the Prefect server,
+``--mode worker`` queues a background task run for the long-lived ``rollback worker``
+processes (``flows/background.py``); without
 ``--mode`` the config's ``webhooks.mode`` decides (``auto``: deployment only when
 PREFECT_API_URL is set when the server starts).
 """
@@ -27,7 +29,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     mode: Annotated[
         str | None,
-        typer.Option(help="embedded or deployment (default: from the config / environment)."),
+        typer.Option(
+            help="embedded, deployment or worker (default: from the config / environment)."
+        ),
     ] = None,
 ) -> None:
     """Run the webhook receiver and REST API (FastAPI + uvicorn)."""
@@ -39,8 +43,10 @@ def serve(
 
     cfg = load_config(config)
     chosen = mode or default_mode(cfg)
-    if chosen not in ("embedded", "deployment"):
-        typer.echo(f"error: --mode must be embedded or deployment, not {chosen!r}", err=True)
+    if chosen not in ("embedded", "deployment", "worker"):
+        typer.echo(
+            f"error: --mode must be embedded, deployment or worker, not {chosen!r}", err=True
+        )
         raise typer.Exit(2)
     launcher = make_launcher(cfg, chosen)
     if isinstance(launcher, EmbeddedLauncher):
@@ -49,6 +55,8 @@ def serve(
 
         tie_temporary_api()  # from the main thread: a killed receiver leaves no server
         launcher.warm_up()  # the first webhook must not wait for a Prefect API to start
+    elif chosen == "worker":
+        typer.echo("starting in worker mode: rollbacks run on `rollback worker` processes")
     else:
         typer.echo(f"starting in deployment mode: runs of {launcher.deployment}")  # type: ignore[attr-defined]
     app = create_app(cfg, launcher)

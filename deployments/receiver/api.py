@@ -5,6 +5,7 @@ typed confirmation."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,9 +17,11 @@ from deployments.receiver.bodies import parse_json, read_body
 from deployments.receiver.context import Context
 from deployments.receiver.errors import Refused, error
 from deployments.signatures import verify_bearer
+from flows.rollback_flow import CONFIRM_TIMEOUT_S
 from rollback.config import Config
+from rollback.decisions import check_confirmation
 from rollback.errors import ConfigError
-from rollback.models import RollbackRequest, utcnow
+from rollback.models import RollbackRequest, iso, utcnow
 from rollback.runtime import Runtime
 
 CREDENTIAL = "api-token"
@@ -60,18 +63,31 @@ def router(ctx: Context) -> APIRouter:
             return error(401, "missing or invalid bearer token")
         data = parse_json(await read_body(request, ctx.hooks.max_body_bytes))
         req, rollback_type = api_request(ctx.config, data, request.headers.get("idempotency-key"))
+        # Say what will happen: a run that can only be refused is never "initiated".
+        # Only a deployment run can pause for the typed text (embedded and background
+        # task runs cannot: they would only be refused).
+        awaiting = confirmation_gate(ctx.config, req, can_pause=ctx.launcher.mode == "deployment")
         acceptance = await ctx.submit(req)
         where = f"{req.environment}/{req.service}"
         if acceptance.status == "in_flight":
             return error(
                 409, f"a rollback of {where} is already in flight (audit {acceptance.audit_id})"
             )
+        deadline = utcnow() + timedelta(seconds=CONFIRM_TIMEOUT_S)
+        if awaiting:
+            message = (
+                f"{req.environment} is protected: the run pauses before any change; type "
+                f"{awaiting} in its Resume form (monitor_url) by about {deadline:%H:%M} UTC, "
+                "or it is refused with nothing changed"
+            )
+        elif acceptance.status == "accepted":
+            message = "Rollback initiated"
+        else:
+            message = "Rollback already initiated"
         return JSONResponse(
             {
-                "status": "success",
-                "message": "Rollback initiated"
-                if acceptance.status == "accepted"
-                else "Rollback already initiated",
+                "status": "awaiting_confirmation" if awaiting else "success",
+                "message": message,
                 "data": {
                     "audit_id": acceptance.audit_id,
                     "workflow_run_id": acceptance.flow_run_id,
@@ -81,53 +97,103 @@ def router(ctx: Context) -> APIRouter:
                     "image_tag": req.to,
                     "estimated_duration": ctx.hooks.estimated_duration,
                     "monitor_url": acceptance.monitor_url,
-                },
-            }
+                }
+                | ({"confirm_by": iso(deadline)} if awaiting else {}),
+            },
+            status_code=202 if awaiting else 200,
         )
 
     @api.get("/deployment/history")
     async def history(
         request: Request, environment: str = "", service: str | None = None, limit: int = 50
     ) -> JSONResponse:
-        """Deploys and rollbacks, newest first."""
+        """Deploys and rollbacks, newest first; every environment when none is given."""
         if not authorized(request):
             return error(401, "missing or invalid bearer token")
-        known(ctx.config, environment, service)
+        if environment or service:
+            known(ctx.config, environment, service)
         if not 1 <= limit <= 1000:
             return error(400, "limit must be between 1 and 1000")
         from rollback.stores.history import record_to_dict
 
-        records = await run_in_threadpool(
-            ctx.runtime.history.query, environment, service or None, limit
-        )
+        envs = [environment] if environment else sorted(ctx.config.environments)
+
+        def newest() -> list[Any]:
+            found = [r for e in envs for r in ctx.runtime.history.query(e, service or None, limit)]
+            found.sort(key=lambda r: r.finished_at or r.started_at or utcnow(), reverse=True)
+            return found[:limit]
+
+        records = await run_in_threadpool(newest)
         return JSONResponse({"status": "success", "data": [record_to_dict(r) for r in records]})
 
-    @api.get("/deployment/stats")
-    async def stats(request: Request, environment: str = "", days: int = 30) -> JSONResponse:
-        """The report's numbers for one environment over the last ``days``."""
+    @api.get("/deployment/history/{record_id}")
+    async def history_record(request: Request, record_id: str) -> JSONResponse:
+        """One history record by its id (404 when no configured service has it)."""
         if not authorized(request):
             return error(401, "missing or invalid bearer token")
-        known(ctx.config, environment, None)
+        from rollback.stores.history import record_to_dict
+
+        places = [(e, s) for e, env in ctx.config.environments.items() for s in env.services]
+        record = await run_in_threadpool(ctx.runtime.history.get, record_id[:200], places)
+        if record is None:
+            return error(404, "no history record with that id")
+        return JSONResponse({"status": "success", "data": record_to_dict(record)})
+
+    @api.get("/deployment/stats")
+    async def stats(
+        request: Request, environment: str = "", period: int | None = None, days: int = 30
+    ) -> JSONResponse:
+        """The report's numbers over the last ``period`` days (``days`` is the older
+        name) for one environment, or for every environment (keyed by name) without one."""
+        if not authorized(request):
+            return error(401, "missing or invalid bearer token")
+        if environment:
+            known(ctx.config, environment, None)
+        days = period if period is not None else days
         if not 1 <= days <= 366:
             return error(400, "days must be between 1 and 366")
-        data = await run_in_threadpool(deployment_stats, ctx.runtime, environment, days)
-        return JSONResponse({"status": "success", "data": data})
+        if environment:
+            data = await run_in_threadpool(deployment_stats, ctx.runtime, environment, days)
+            return JSONResponse({"status": "success", "data": data})
+        every = {
+            env: await run_in_threadpool(deployment_stats, ctx.runtime, env, days)
+            for env in sorted(ctx.config.environments)
+        }
+        return JSONResponse({"status": "success", "data": {"environments": every}})
 
     return api
 
 
 def deployment_stats(rt: Runtime, environment: str, days: int) -> dict[str, Any]:
     """The same numbers ``reports.metrics`` computes for the metrics report."""
-    from reports.load import audit_from_store, records_frame
-    from reports.metrics import compute
+    from reports.load import audit_from_store, history_from_store
+    from reports.metrics import compute, reads_from
 
-    history = records_frame(rt.history.query(environment))
+    now = utcnow()
+    history = history_from_store(rt.history, environment, reads_from(now, days), now)
     audit = audit_from_store(rt.audit)
-    document = compute(history, audit, environment, utcnow(), days).document
+    document = compute(history, audit, environment, now, days).document
     keys = ("environment", "generatedAt", "window", "stats", "recentTrends", "dora", "rollbacks")
     return {k: document[k] for k in keys if k in document} | {
         "services": document.get("services", {})
     }
+
+
+def confirmation_gate(config: Config, request: RollbackRequest, *, can_pause: bool) -> str | None:
+    """The text a paused run will wait for, when ``request`` needs a person's typed
+    confirmation and its run can pause (a deployment run); else None. Refused (403) when
+    the run could only be refused: a wrong text, or no text where no run can pause."""
+    env = config.environment(request.environment)
+    if not env.protected or request.dry_run:  # a dry run changes nothing
+        return None
+    expected = config.confirmation_for(request.environment)
+    if request.confirmation is None:
+        if can_pause:
+            return expected
+        raise Refused(403, f"confirmation required ({expected})")
+    if not check_confirmation(request.confirmation, expected, True).passed:
+        raise Refused(403, f"confirmation does not match ({expected} required)")
+    return None
 
 
 def known(config: Config, environment: str, service: str | None) -> None:

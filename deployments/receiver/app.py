@@ -20,13 +20,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments import events
 from deployments.receiver import api, cloudwatch, github
+from deployments.receiver import aws as aws_events_router
 from deployments.receiver.context import Context
 from deployments.receiver.errors import RETRY_AFTER_S, CatchInternalErrors, Refused, error
 from deployments.signatures import SnsVerifier
 from flows.launch import Intake, Launcher, printable
+from flows.platform_watch import PlatformWatch
 from rollback.config import Config
 from rollback.config.webhooks import WebhooksConfig
 from rollback.errors import ConfigError
+from rollback.platform_rollbacks import PlatformRollbacks
 from rollback.runtime import Runtime
 
 log = logging.getLogger("deployments.receiver")
@@ -48,6 +51,7 @@ def create_app(
     *,
     runtime: Runtime | None = None,
     sns_verifier: SnsVerifier | None = None,
+    platform: PlatformRollbacks | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> FastAPI:
     """The receiver app. ``sns_verifier`` and ``environ`` are injectable for tests (a
@@ -74,10 +78,23 @@ def create_app(
         title="rollback receiver",
         description="Signed webhooks and the REST API that start rollbacks.",
         version="1",
+        # FastAPI's /docs and /redoc load their files from a CDN: blank offline. /docs is
+        # served by _docs from files that ship with swagger-ui-py; /redoc is off.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.intake = ctx.intake
+    # ECS circuit breaker / CodeDeploy automatic rollbacks are watched, not fought.
+    watch = PlatformWatch(
+        config,
+        rt,
+        ctx.intake,
+        platform or rt.platform_rollbacks(),
+    )
+    app.state.platform_watch = watch
     app.add_middleware(CatchInternalErrors)
     _handlers(app)
+    _docs(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -95,8 +112,32 @@ def create_app(
 
     app.include_router(github.router(ctx))
     app.include_router(cloudwatch.router(ctx))
+    app.include_router(aws_events_router.router(ctx, watch))
     app.include_router(api.router(ctx))
     return app
+
+
+def _docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its files served from the installed swagger-ui-py."""
+    from pathlib import Path
+
+    import swagger_ui
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from starlette.staticfiles import StaticFiles
+
+    static = Path(swagger_ui.__file__).parent / "static"
+    app.mount("/docs/static", StaticFiles(directory=static), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="rollback receiver",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
 
 
 def _handlers(app: FastAPI) -> None:

@@ -83,7 +83,7 @@ def router(ctx: Context) -> APIRouter:
         topic = message["TopicArn"]
         kind = message["Type"]
         if kind == "SubscriptionConfirmation":
-            return await confirm(message)
+            return await confirm_subscription(ctx, message)
         if kind != "Notification":
             return JSONResponse({"status": "ignored", "reason": f"SNS {kind}"})
         change = events.alarm_change(_inner(message.get("Message")))
@@ -96,20 +96,22 @@ def router(ctx: Context) -> APIRouter:
         )
         return await ctx.act(mapped, f"sns:{topic}")
 
-    async def confirm(message: Mapping[str, str]) -> JSONResponse:
-        if not ctx.hooks.sns.confirm_subscriptions:
-            return JSONResponse({"status": "ignored", "reason": "subscriptions are not confirmed"})
-        url = message.get("SubscribeURL", "")
-        if not ctx.verifier.url_allowed(url):
-            return error(400, "SubscribeURL is not an SNS host")
-        try:
-            await ctx.verifier.confirm(url)
-        except (OSError, ValueError) as exc:
-            return error(502, f"could not confirm the subscription: {type(exc).__name__}")
-        log.info("confirmed SNS subscription to %s", printable(message["TopicArn"]))
-        return JSONResponse({"status": "confirmed", "topic": message["TopicArn"]})
-
     return api
+
+
+async def confirm_subscription(ctx: Context, message: Mapping[str, str]) -> JSONResponse:
+    """Confirm an SNS subscription of an allowed topic (checked by the caller)."""
+    if not ctx.hooks.sns.confirm_subscriptions:
+        return JSONResponse({"status": "ignored", "reason": "subscriptions are not confirmed"})
+    url = message.get("SubscribeURL", "")
+    if not ctx.verifier.url_allowed(url):
+        return error(400, "SubscribeURL is not an SNS host")
+    try:
+        await ctx.verifier.confirm(url)
+    except (OSError, ValueError) as exc:
+        return error(502, f"could not confirm the subscription: {type(exc).__name__}")
+    log.info("confirmed SNS subscription to %s", printable(message["TopicArn"]))
+    return JSONResponse({"status": "confirmed", "topic": message["TopicArn"]})
 
 
 def alarm_token_refusal(ctx: Context, header: str | None) -> str | None:

@@ -7,6 +7,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from deployments import events
+from deployments.deploy_success import github_deployment_success
+from deployments.receiver.bake import bake_answer
 from deployments.receiver.bodies import parse_json, read_body
 from deployments.receiver.context import Context
 from deployments.receiver.errors import error
@@ -32,6 +34,10 @@ def router(ctx: Context) -> APIRouter:
             return error(401, "missing or invalid X-Hub-Signature-256")
         payload = parse_json(body)
         mapped = events.github_event(request.headers.get("x-github-event"), delivery, payload, cfg)
+        if isinstance(mapped, events.Ignored) and (
+            success := github_deployment_success(payload, cfg)
+        ):  # a successful deployment status starts its bake (verification)
+            return await bake_answer(ctx, success, CREDENTIAL)
         return await ctx.act(mapped, CREDENTIAL)
 
     return api

@@ -13,7 +13,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rollback.config.notifications import GithubDeploymentsConfig, SnsNotifyConfig
 from rollback.config.reporting import ReportsConfig
+from rollback.config.verification import VerificationConfig
 from rollback.config.webhooks import AlarmRoute, HealthGuardConfig, WebhooksConfig
 from rollback.errors import ConfigError
 from rollback.targets.base import ServiceConfig, format_validation_errors, parse_service_config
@@ -51,6 +53,8 @@ class SlackConfig(_Strict):
 
 class NotificationsConfig(_Strict):
     slack: SlackConfig | None = None
+    sns: SnsNotifyConfig | None = None  # e-mail through an SNS topic
+    github_deployments: GithubDeploymentsConfig | None = None  # statuses on GitHub
 
 
 class AwsConfig(_Strict):
@@ -66,6 +70,8 @@ class EnvironmentConfig(_Strict):
     cooldown_s: float = Field(default=900, ge=0)
     max_auto_per_hour: int = Field(default=3, ge=1)
     services: dict[str, ServiceConfig]
+    # Deploy verification (bake window analysis), per-service overrides inside.
+    verification: VerificationConfig | None = None
 
     @field_validator("services", mode="before")
     @classmethod
@@ -119,7 +125,12 @@ class Config(_Strict):
             from prefect.settings import PREFECT_UI_URL
 
             base = PREFECT_UI_URL.value()
-        return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
+        if not base:
+            return None
+        base = base.rstrip("/")
+        # The V2 UI (the default UI of Prefect 3.8); the V1 pages live at the bare base.
+        v2 = base if base.endswith("/v2") else f"{base}/v2"
+        return f"{v2}/runs/flow-run/{flow_run_id}"
 
     def confirmation_for(self, environment: str) -> str:
         return self.environment(environment).confirmation or f"ROLLBACK-{environment.upper()}"

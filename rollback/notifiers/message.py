@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from rollback.models import RollbackOutcome
+from rollback.notifiers.mail import verification_evidence
 from rollback.text import markdown_escape as md
 from rollback.text import slack_escape as sl
 
@@ -30,6 +31,9 @@ def slack_payload(outcome: RollbackOutcome, channel: str, run_url: str | None) -
     ]
     if outcome.reason:
         lines.append(f"*Why:* {sl(outcome.reason)}")
+    if outcome.trigger == "verification":  # the evidence, one metric a line
+        _, evidence = verification_evidence(outcome.request_reason)
+        lines += [f"*Evidence:* {sl(line)}" for line in evidence]
     if failed_checks:
         lines.append(
             "*Failed checks:* " + "; ".join(f"{c.name}: {sl(c.detail)}" for c in failed_checks)

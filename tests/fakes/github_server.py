@@ -1,4 +1,5 @@
-"""A small fake of the GitHub REST API: just what the GitHub Actions target calls.
+"""A small fake of the GitHub REST API: just what the GitHub Actions target and the
+deployment-status notifier call (deployments and their statuses are recorded too).
 
 Runs ``http.server`` in a thread on 127.0.0.1. Every ``url`` it answers with starts with
 its ``base_url`` (PyGithub refuses to follow others). It records workflow dispatches,
@@ -49,6 +50,8 @@ class FakeGitHub:
         self.hidden_listings = hidden_listings
         self.dispatches: list[dict[str, Any]] = []
         self.statuses: list[tuple[str, dict[str, Any]]] = []
+        self.deployment_statuses: list[tuple[int, dict[str, Any]]] = []
+        self.created_deployments: list[dict[str, Any]] = []
         self.auth_headers: list[str] = []
         self.runs: dict[int, dict[str, Any]] = {}
         self._reads: dict[int, int] = {}
@@ -240,4 +243,27 @@ class FakeGitHub:
                 for i, d in enumerate(self.deployments)
                 if env is None or d.get("environment") == env
             ]
+        if rest == "/deployments" and method == "POST":
+            return 201, self._create_deployment(body)
+        m = re.fullmatch(r"/deployments/(\d+)/statuses", rest)
+        if m and method == "POST":
+            self.deployment_statuses.append((int(m[1]), body))
+            status_id = len(self.deployment_statuses)
+            return 201, {
+                "id": status_id,
+                "url": f"{self.repo_url}/deployments/{m[1]}/statuses/{status_id}",
+            } | body
         return 404, {"message": f"Not Found: {method} {rest}"}
+
+    def _create_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A new deployment, listed first (newest) from now on."""
+        with self._lock:
+            new_id = 1000 + len(self.created_deployments)
+            created = {
+                "id": new_id,
+                "url": f"{self.repo_url}/deployments/{new_id}",
+                "sha": body.get("ref", ""),
+                "created_at": _iso(datetime.now(UTC)),
+            } | body
+            self.created_deployments.append(created)
+        return created

@@ -90,6 +90,7 @@ class Receiver:
         config: Config,
         verifier: SnsVerifier | None = None,
         environ: Mapping[str, str] | None = None,
+        platform: Any = None,
     ) -> None:
         self.github_secret = new_secret()
         self.token = new_secret()
@@ -101,7 +102,9 @@ class Receiver:
             "TEST_API_TOKEN": self.token,
             "TEST_ALARM_TOKEN": self.alarm_token,
         } | dict(environ or {})
-        self.app = create_app(config, self.launcher, sns_verifier=verifier, environ=self.environ)
+        self.app = create_app(
+            config, self.launcher, sns_verifier=verifier, environ=self.environ, platform=platform
+        )
         self.texts: list[str] = []
         self._server = background_server(self.app)
         self.url = self._server.__enter__()

@@ -25,6 +25,7 @@ import yaml
 
 from devstack.sandbox import CLUSTER, free_port
 from devstack.stack import Options, Stack, down, up
+from tests.servers import BusyRetry
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -103,23 +104,8 @@ def _guard(config: Path, url: str) -> None:
 
 @pytest.fixture(scope="module")
 def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30, transport=_BusyRetry()) as client:
+    with httpx.Client(base_url=stack.api_url, timeout=30, transport=BusyRetry()) as client:
         yield client
-
-
-class _BusyRetry(httpx.HTTPTransport):
-    """A busy SQLite server answers 503 for a moment; Prefect's own client (and the UI)
-    retry that, so the test's client does too."""
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        for attempt in range(6):
-            response = super().handle_request(request)
-            if response.status_code not in (429, 503):
-                return response
-            response.read()
-            response.close()
-            time.sleep(0.25 * 2**attempt)
-        return response
 
 
 @pytest.fixture(scope="module")
@@ -144,13 +130,11 @@ def runs(stack: Stack, api: httpx.Client, deployments: dict[str, dict[str, Any]]
             api,
             deployments["rollback-manual"],
             {
-                "request": {
-                    "environment": "prod",
-                    "service": "api",
-                    "reason": "every-deployment test",
-                    "requested_by": "deployment-test",
-                    "dry_run": False,
-                }
+                "environment": "prod",
+                "service": "api",
+                "reason": "every-deployment test",
+                "requested_by": "deployment-test",
+                "dry_run": False,
             },
         ),
         "rollback-auto": _post_rollback(stack),
@@ -278,6 +262,36 @@ def test_no_run_crashed_and_no_import_error(
 
 
 # -- how users reach the deployments -------------------------------------------------------
+def test_a_forged_automatic_run_of_rollback_auto_still_asks_a_person(
+    api: httpx.Client, deployments: dict[str, dict[str, Any]], stack: Stack
+) -> None:
+    # GIVEN someone with access to the Prefect API starts rollback-auto for prod/api
+    # with parameters that claim a GitHub webhook (no entrance claimed that event)
+    before = _ecs_task_definition("api")
+    forged = {
+        "environment": "prod",
+        "service": "api",
+        "reason": "forged: skip the confirmation",
+        "requested_by": "github:octocat",
+        "trigger": "webhook",
+        "source_event_id": "github:forged-delivery",
+        "authenticated_by": "github-hmac",
+    }
+    run_id = _create_run(api, deployments["rollback-auto"], {"request": forged})
+    # WHEN the worker runs it
+    # THEN it is a manual request: the protected environment pauses for the typed text
+    paused = _wait_state(api, run_id, {"PAUSED"} | FINAL)
+    assert paused["type"] == "PAUSED", paused
+    (record,) = [r for r in _runtime(stack).audit.recent("prod", "api") if r.flow_run_id == run_id]
+    assert record.trigger == "manual"
+    assert record.authenticated_by == "prefect-deployment:rollback-auto"
+    # AND a wrong answer refuses it: nothing changed
+    api.post(f"/flow_runs/{run_id}/resume", json={"run_input": {"confirmation": "no"}})
+    state = _wait_state(api, run_id, FINAL)
+    assert state["type"] == "FAILED" and state["name"] == "Refused", state
+    assert _ecs_task_definition("api") == before
+
+
 def _create_run(api: httpx.Client, deployment: dict[str, Any], parameters: dict[str, Any]) -> str:
     """What the UI's Run → Quick/Custom Run sends."""
     body = {

@@ -543,7 +543,17 @@ def test_history_and_stats(receiver: Receiver) -> None:
     assert resp.status_code == 200, resp.text
     rows = resp.json()["data"]
     assert [r["version"] for r in rows] == ["api:4", "api:3", "api:2"]
-    assert receiver.client.get("/deployment/history", headers=auth).status_code == 400
+    # the seed's paths: no environment = every environment; one record by id; period
+    every = receiver.client.get("/deployment/history?limit=10", headers=auth)
+    assert every.status_code == 200, every.text
+    assert len(every.json()["data"]) >= 3
+    one = receiver.client.get(f"/deployment/history/{rows[0]['record_id']}", headers=auth)
+    assert one.status_code == 200 and one.json()["data"]["version"] == "api:4"
+    missing = receiver.client.get("/deployment/history/no-such-id", headers=auth)
+    assert missing.status_code == 404
+    assert receiver.client.get("/deployment/history/x").status_code == 401
+    period = receiver.client.get("/deployment/stats?environment=staging&period=1", headers=auth)
+    assert period.json()["data"]["window"]["days"] == 1
     resp = receiver.client.get("/deployment/history?environment=qa", headers=auth)
     assert resp.status_code == 404
     resp = receiver.client.get("/deployment/stats?environment=staging&days=7", headers=auth)
@@ -687,7 +697,9 @@ def test_deployment_path_with_a_prefect_server(aws: str, tmp_path: Path) -> None
         assert first.status_code == 202, first.text
         run_id = first.json()["flow_run_id"]
         assert again.json()["status"] == "duplicate" and again.json()["flow_run_id"] == run_id
-        assert first.json()["monitor_url"] == f"http://127.0.0.1:{api_port}/runs/flow-run/{run_id}"
+        assert (
+            first.json()["monitor_url"] == f"http://127.0.0.1:{api_port}/v2/runs/flow-run/{run_id}"
+        )
         run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=5).json()
         assert run["idempotency_key"] == f"github:{REPO}/actions/runs/289782451/attempts/1"
         assert run["parameters"]["audit_id"] == first.json()["audit_id"]

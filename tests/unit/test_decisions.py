@@ -173,7 +173,7 @@ def test_find_interrupted_only_in_flight_and_not_self():
         ("succeeded", False, "Rollback succeeded"),
         ("failed", True, "Deploy of api:4 failed and the rollback FAILED"),
         ("refused", False, "Rollback refused, nothing changed"),
-        ("planned", False, "Rollback planned (dry run)"),
+        ("planned", False, "DRY RUN: rollback planned, nothing changed"),
     ],
 )
 def test_headline_is_honest(status, deploy_failed, expected):

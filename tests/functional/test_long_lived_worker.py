@@ -1,0 +1,344 @@
+"""Automatic rollbacks on long-lived workers (``rollback worker``, background tasks):
+the properties of issue #12, against one real stack — a Prefect server on PostgreSQL, the
+receiver in worker mode, moto with six staging ECS services — with the workers started
+and killed by the tests themselves.
+
+In file order (they share the stack): requests accepted while no worker runs, one of
+them across a Prefect server restart, all run when a worker starts; a worker killed
+mid-rollback is recovered by the lease + interrupted path without a second switch; two
+workers never run two rollbacks of one service at once, and a redelivery is the same
+run; a task run created by hand (no intake claim) is never automatic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack import stack as stackmod
+from devstack.sandbox import CLUSTER, free_port
+from devstack.stack import Options, Stack, down, up
+from rollback.models import Status, parse_iso
+from tests.fakes.faulty_proxy import faulty_proxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+SERVICES = [f"svc-{i:02d}" for i in range(1, 7)]
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+LEASE_S = 2
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    state = tmp_path_factory.mktemp("stack")
+    opts = Options(
+        state_dir=state,
+        workers=0,  # no process worker: everything here runs on long-lived workers
+        rollback_workers=0,  # the tests start them
+        receiver_mode="worker",
+        postgres=True,
+        sandbox=True,
+        sandbox_services=len(SERVICES),
+        deployments=("rollback-auto",),
+        api_port=free_port(),
+        receiver_port=free_port(),
+        moto_port=free_port(),
+        pg_port=free_port(),
+        quiet=True,
+    )
+    try:
+        started = up(opts)
+        # A short lease, so that a killed worker's lock runs out within the test.
+        config = json.loads(Path(started.config).read_text())
+        config["stores"]["lock_lease_s"] = LEASE_S
+        Path(started.config).write_text(json.dumps(config))
+        yield started
+    finally:
+        down(state)
+
+
+@pytest.fixture(autouse=True)
+def stack_aws(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test process reads the stack's moto (audit records, ECS services)."""
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, stack.env[key])
+
+
+def test_requests_wait_for_a_worker_and_survive_a_server_restart(stack: Stack) -> None:
+    # GIVEN the receiver in worker mode and no worker running
+    with _receiver(stack) as receiver:
+        # WHEN two requests are accepted, the Prefect server restarts, a third arrives
+        before = [_post(receiver, s, f"queued-{s}") for s in ("svc-01", "svc-02")]
+        stack.restart_server()
+        after = _post(receiver, "svc-04", "queued-svc-04")
+    answers = [*before, after]
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    run_ids = [a.json()["data"]["workflow_run_id"] for a in answers]
+    time.sleep(1)
+    assert {r["state_type"] for r in _runs(stack, run_ids)} == {"PENDING"}
+    # ... and only then a worker starts
+    _start_worker(stack, "w1")
+    # THEN every request runs: none was lost with the server's in-memory queue
+    runs = _wait_runs(stack, run_ids, 120)
+    assert {r["state_type"] for r in runs} == {"COMPLETED"}, [r["state"] for r in runs]
+    records = _audit(stack)
+    for answer in answers:
+        record = records[answer.json()["data"]["audit_id"]]
+        assert record.status == Status.SUCCEEDED, record
+        assert (record.from_version, record.to_version) == ("api:4", "api:3")
+    assert "put back" in Path(stack.state_dir, "logs", "rollback-worker-w1.log").read_text()
+
+
+def test_a_worker_killed_mid_rollback_is_resumed_without_a_second_switch(stack: Stack) -> None:
+    from rollback import aws
+
+    # GIVEN svc-03 cannot stabilize (desired 2 while moto runs 1 task)
+    ecs = aws.client("ecs")
+    ecs.update_service(cluster=CLUSTER, service="svc-03", desiredCount=2)
+    worker = _worker(stack, "w1")
+    with _receiver(stack) as receiver:
+        first = _post(receiver, "svc-03", "crash-1").json()["data"]
+        # WHEN the worker running it is killed right after it switched the service
+        deadline = time.monotonic() + 60
+        while _task_definition("svc-03") != "api:3":
+            assert time.monotonic() < deadline, "the rollback never switched the service"
+            time.sleep(0.05)
+        os.killpg(worker.pid, signal.SIGKILL)
+        stack.stop(worker)
+        dead = _audit(stack)[first["audit_id"]]
+        assert dead.status in (Status.EXECUTING, Status.STABILIZING)
+        # The service settles meanwhile; the dead worker's lease runs out.
+        ecs.update_service(cluster=CLUSTER, service="svc-03", desiredCount=1)
+        time.sleep(LEASE_S + 0.5)
+        # AND a new worker (its AWS calls counted by a proxy) takes the next request
+        with faulty_proxy(stack.env["AWS_ENDPOINT_URL"], lambda n: False) as (proxy, stats):
+            counted = _start_worker(stack, "w2", {"AWS_ENDPOINT_URL": proxy})
+            second = _post(receiver, "svc-03", "crash-2").json()["data"]
+            (run,) = _wait_runs(stack, [second["workflow_run_id"]], 90)
+            stack.stop(counted)  # its proxy goes away with this block
+    # THEN the dead attempt is interrupted, the new one resumes it: no second switch
+    records = _audit(stack)
+    assert records[first["audit_id"]].status == Status.INTERRUPTED
+    resumed = records[second["audit_id"]]
+    assert run["state_type"] == "COMPLETED"
+    assert resumed.status == Status.SUCCEEDED, resumed
+    assert (resumed.from_version, resumed.to_version) == ("api:4", "api:3")
+    assert _task_definition("svc-03") == "api:3"
+    assert not any("UpdateService" in target for target in stats.forwarded)
+    # AND the dead worker's flow run no longer shows RUNNING
+    (dead_run,) = _runs(stack, [first["workflow_run_id"]])
+    assert dead_run["state_type"] == "CRASHED"
+
+
+def test_two_workers_never_run_one_service_twice_at_once(stack: Stack) -> None:
+    # GIVEN two long-lived workers on the PostgreSQL-backed server
+    assert stack.database == "postgresql"
+    _start_worker(stack, "w3")
+    _start_worker(stack, "w4")
+    services = ["svc-01", "svc-02", "svc-04", "svc-05", "svc-06"]
+    requests = [(s, f"pair-{s}-{n}") for n in (1, 2) for s in services]
+    # WHEN two requests per service arrive at once, then the first is delivered again
+    with _receiver(stack) as receiver:
+        with ThreadPoolExecutor(len(requests)) as pool:
+            answers = list(pool.map(lambda r: _post(receiver, *r), requests))
+        again = _post(receiver, *requests[0])
+    # THEN each was accepted, or turned away at the door because its service was busy
+    assert all(a.status_code in (200, 409) for a in answers), [a.text for a in answers]
+    accepted = [a.json()["data"] for a in answers if a.status_code == 200]
+    assert len(accepted) >= len(services)
+    # AND the redelivery is the same request and run (dedup unchanged)
+    first = answers[0].json()["data"]
+    assert again.status_code == 200
+    assert again.json()["data"]["audit_id"] == first["audit_id"]
+    assert again.json()["data"]["workflow_run_id"] == first["workflow_run_id"]
+    runs = _wait_runs(stack, [a["workflow_run_id"] for a in accepted], 120)
+    # (a refused rollback ends Failed "Refused", as on the deployment path)
+    ended = [r for r in runs if r["state_type"] != "COMPLETED" and r["state"]["name"] != "Refused"]
+    assert not ended, [r["state"]["message"] for r in ended]
+    # AND every attempt is recorded, and no two rollbacks of a service overlapped
+    records = _audit(stack)
+    ids = {a["audit_id"] for a in accepted}
+    assert {records[i].status.value for i in ids} <= {"succeeded", "refused"}
+    windows: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for audit_id in ids:
+        window = _change_window(records[audit_id].transitions)
+        if window:
+            windows[records[audit_id].service].append(window)
+    assert set(windows) == set(services)
+    for service, spans in windows.items():
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            assert start >= end, f"two rollbacks of {service} overlapped"
+    # AND both workers ran some
+    assert _max_parallel(runs) >= 2
+
+
+def test_a_task_run_made_by_hand_is_never_automatic(stack: Stack) -> None:
+    # GIVEN an automatic-looking request queued straight on the Prefect API: no intake
+    # claimed it (anyone who can reach the server could do this)
+    request = {
+        "environment": "staging",
+        "service": "svc-06",
+        "requested_by": "mallory",
+        "trigger": "webhook",
+        "authenticated_by": "github-hmac",
+        "source_event_id": "forged-1",
+        "dry_run": True,
+    }
+    code = (
+        "import json, sys; from flows.background import rollback_task; "
+        "rollback_task.delay(json.loads(sys.argv[1]), 'forged-audit', None)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, json.dumps(request)],
+        env=stackmod._env(stack),
+        cwd=stackmod.ROOT,
+        check=True,
+        timeout=60,
+    )
+    # WHEN a worker runs it, THEN it ran as a manual request, named as such
+    deadline = time.monotonic() + 60
+    while (record := _audit(stack, ["svc-06"]).get("forged-audit")) is None or record.status in (
+        Status.REQUESTED,
+        Status.EXECUTING,
+    ):
+        assert time.monotonic() < deadline, "the forged task run never ran"
+        time.sleep(0.3)
+    assert record.trigger == "manual"
+    assert record.authenticated_by == "prefect-task:rollback-auto"
+    assert record.status == Status.PLANNED
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _receiver(stack: Stack) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {stack.token()}"}
+    return httpx.Client(base_url=stack.receiver_url, headers=headers, timeout=60)
+
+
+def _post(client: httpx.Client, service: str, key: str) -> httpx.Response:
+    body = {
+        "environment": "staging",
+        "service": service,
+        "rollback_type": "ecs",
+        "user_id": "worker-test",
+        "reason": f"long-lived worker test {key}",
+    }
+    return client.post("/rollback", json=body, headers={"Idempotency-Key": key})
+
+
+def _worker(stack: Stack, name: str) -> stackmod.Proc:
+    return next(p for p in stack.procs if p.name == f"rollback-worker-{name}")
+
+
+def _start_worker(stack: Stack, name: str, env: dict[str, str] | None = None) -> stackmod.Proc:
+    proc = stack.start_rollback_worker(name, ["--requeue-after", "2"], env)
+    alive = [p for p in stack.procs if p.name.startswith("rollback-worker-")]
+    stackmod.wait_rollback_workers(stack, len(alive))
+    return proc
+
+
+def _runs(stack: Stack, run_ids: list[str]) -> list[dict[str, Any]]:
+    body = {"flow_runs": {"id": {"any_": run_ids}}}
+    resp = httpx.post(stack.api_url + "/flow_runs/filter", json=body, timeout=30)
+    resp.raise_for_status()
+    return list(resp.json())
+
+
+def _wait_runs(stack: Stack, run_ids: list[str], timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = _runs(stack, run_ids)
+        if len(runs) == len(set(run_ids)) and all(r["state_type"] in FINAL for r in runs):
+            return runs
+        assert time.monotonic() < deadline, [r["state_type"] for r in runs]
+        time.sleep(0.3)
+
+
+def _audit(stack: Stack, services: list[str] = SERVICES) -> dict[str, Any]:
+    from rollback.config import load_config
+    from rollback.runtime import Runtime
+
+    rt = Runtime(load_config(stack.config))
+    return {r.audit_id: r for s in services for r in rt.audit.recent("staging", s, limit=20)}
+
+
+def _task_definition(service: str) -> str:
+    from rollback import aws
+
+    svc = aws.client("ecs").describe_services(cluster=CLUSTER, services=[service])["services"][0]
+    return str(svc["taskDefinition"].rsplit("/", 1)[-1])
+
+
+def _change_window(transitions: Any) -> tuple[datetime, datetime] | None:
+    stamps = {status: parse_iso(ts) for status, ts in transitions}
+    start = stamps.get("executing")
+    end = stamps.get("succeeded") or stamps.get("failed") or stamps.get("interrupted")
+    return (start, end) if start and end else None
+
+
+def _max_parallel(runs: list[dict[str, Any]]) -> int:
+    edges = []
+    for run in runs:
+        edges += [(parse_iso(run["start_time"]), 1), (parse_iso(run["end_time"]), -1)]
+    level = peak = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_the_health_guard_ticks_inside_a_worker_and_can_be_paused(stack: Stack) -> None:
+    # GIVEN a guarded service whose health URL never answers, and the guard paused
+    config = json.loads(Path(stack.config).read_text())
+    config["health_guard"] = {
+        "failures_to_trigger": 1,
+        "services": [{"environment": "staging", "service": "svc-05", "url": _dead_url()}],
+    }
+    Path(stack.config).write_text(json.dumps(config))
+    _variable(stack, "true")
+    # WHEN a worker ticking every second starts
+    guard = stack.start_rollback_worker("guard", ["--health-interval", "1"])
+    time.sleep(4)
+    # THEN a paused guard requests nothing
+    assert not _health_records(stack)
+    # WHEN it is resumed, THEN its tick requests a rollback through the intake, and the
+    # served run keeps the trigger the intake granted (health, by the health guard)
+    _variable(stack, "false")
+    deadline = time.monotonic() + 60
+    while not (done := [r for r in _health_records(stack) if r.status.final]):
+        assert time.monotonic() < deadline, "the health guard never requested a rollback"
+        time.sleep(0.5)
+    assert done[0].authenticated_by == "health-guard"
+    assert done[0].flow_run_id
+    stack.stop(guard)
+
+
+def _dead_url() -> str:
+    return f"http://127.0.0.1:{free_port()}/health"
+
+
+def _variable(stack: Stack, value: str) -> None:
+    name = "health_guard_paused"
+    resp = httpx.patch(f"{stack.api_url}/variables/name/{name}", json={"value": value}, timeout=10)
+    if resp.status_code == 404:
+        resp = httpx.post(
+            f"{stack.api_url}/variables/", json={"name": name, "value": value}, timeout=10
+        )
+    resp.raise_for_status()
+
+
+def _health_records(stack: Stack) -> list[Any]:
+    return [r for r in _audit(stack, ["svc-05"]).values() if r.trigger == "health"]

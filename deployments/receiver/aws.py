@@ -30,11 +30,11 @@ from deployments.receiver.cloudwatch import (
     ALARM_CREDENTIAL,
     NO_CREDENTIAL,
     alarm_token_refusal,
-    confirm_subscription,
+    sns_answer,
+    sns_message,
 )
 from deployments.receiver.context import Context
 from deployments.receiver.errors import Refused, error, unavailable
-from deployments.signatures import sns_envelope, sns_envelope_refusal
 from flows.launch import printable
 from flows.platform_watch import PlatformWatch
 from rollback.errors import RollbackError
@@ -53,7 +53,7 @@ def router(ctx: Context, watch: PlatformWatch) -> APIRouter:
         body = await read_body(request, ctx.hooks.max_body_bytes)
         headers = request.headers
         if headers.get("x-amz-sns-message-type") or not headers.get("authorization"):
-            message = _envelope(body)
+            message = sns_message(body)
             if message is None:
                 return error(401, NO_CREDENTIAL)
             return await sns(message)
@@ -68,27 +68,9 @@ def router(ctx: Context, watch: PlatformWatch) -> APIRouter:
         return answer
 
     async def sns(message: Mapping[str, str]) -> JSONResponse:
-        cfg = ctx.hooks.sns
-        refusal = sns_envelope_refusal(
-            message,
-            cfg.topic_arns,
-            utcnow(),
-            cfg.max_age_s,
-            cfg.clock_skew_s,
-            ctx.verifier.region_of,
-        )
-        if refusal:
-            ctx.refusals.note("SNS message %s refused: %s", message.get("MessageId"), refusal[1])
-            return error(*refusal)
-        ok, why = await ctx.verifier.verify(message)
-        if not ok:
-            ctx.refusals.note("SNS message %s refused: %s", message.get("MessageId"), why)
-            return error(401, f"SNS signature not verified: {why}")
-        kind = message["Type"]
-        if kind == "SubscriptionConfirmation":
-            return await confirm_subscription(ctx, message)
-        if kind != "Notification":
-            return JSONResponse({"status": "ignored", "reason": f"SNS {kind}"})
+        answer = await sns_answer(ctx, message)
+        if answer is not None:
+            return answer
         try:
             inner = parse_json((message.get("Message") or "").encode())
         except Refused:
@@ -175,10 +157,3 @@ def router(ctx: Context, watch: PlatformWatch) -> APIRouter:
         )
 
     return api
-
-
-def _envelope(body: bytes) -> dict[str, str] | None:
-    try:
-        return sns_envelope(parse_json(body))
-    except Refused:
-        return None

@@ -45,7 +45,7 @@ def router(ctx: Context) -> APIRouter:
         body = await read_body(request, ctx.hooks.max_body_bytes)
         headers = request.headers
         if headers.get("x-amz-sns-message-type") or not headers.get("authorization"):
-            message = _envelope(body)
+            message = sns_message(body)
             if message is None:
                 return error(401, NO_CREDENTIAL)
             return await sns(message)
@@ -59,33 +59,10 @@ def router(ctx: Context) -> APIRouter:
         return await ctx.act(events.alarm_request(ctx.config.alarms, change), ALARM_CREDENTIAL)
 
     async def sns(message: Mapping[str, str]) -> JSONResponse:
-        cfg = ctx.hooks.sns
-        refusal = sns_envelope_refusal(
-            message,
-            cfg.topic_arns,
-            utcnow(),
-            cfg.max_age_s,
-            cfg.clock_skew_s,
-            ctx.verifier.region_of,
-        )
-        if refusal:
-            ctx.refusals.note(
-                "SNS message %s from %s refused: %s",
-                message.get("MessageId"),
-                message.get("TopicArn"),
-                refusal[1],
-            )
-            return error(*refusal)
-        ok, why = await ctx.verifier.verify(message)
-        if not ok:
-            ctx.refusals.note("SNS message %s refused: %s", message.get("MessageId"), why)
-            return error(401, f"SNS signature not verified: {why}")
+        answer = await sns_answer(ctx, message)
+        if answer is not None:
+            return answer
         topic = message["TopicArn"]
-        kind = message["Type"]
-        if kind == "SubscriptionConfirmation":
-            return await confirm_subscription(ctx, message)
-        if kind != "Notification":
-            return JSONResponse({"status": "ignored", "reason": f"SNS {kind}"})
         change = events.alarm_change(_inner(message.get("Message")))
         if change is None:
             return JSONResponse(
@@ -135,7 +112,40 @@ def alarm_token_refusal(ctx: Context, header: str | None) -> str | None:
     return None
 
 
-def _envelope(body: bytes) -> dict[str, str] | None:
+async def sns_answer(ctx: Context, message: Mapping[str, str]) -> JSONResponse | None:
+    """The answer to an SNS message that is not a verified Notification: a refusal of
+    its envelope (topic, age, region) or signature, a subscription confirmation, or
+    "ignored"; None when it is a verified Notification for the caller to act on."""
+    cfg = ctx.hooks.sns
+    refusal = sns_envelope_refusal(
+        message,
+        cfg.topic_arns,
+        utcnow(),
+        cfg.max_age_s,
+        cfg.clock_skew_s,
+        ctx.verifier.region_of,
+    )
+    if refusal:
+        ctx.refusals.note(
+            "SNS message %s from %s refused: %s",
+            message.get("MessageId"),
+            message.get("TopicArn"),
+            refusal[1],
+        )
+        return error(*refusal)
+    ok, why = await ctx.verifier.verify(message)
+    if not ok:
+        ctx.refusals.note("SNS message %s refused: %s", message.get("MessageId"), why)
+        return error(401, f"SNS signature not verified: {why}")
+    kind = message["Type"]
+    if kind == "SubscriptionConfirmation":
+        return await confirm_subscription(ctx, message)
+    if kind != "Notification":
+        return JSONResponse({"status": "ignored", "reason": f"SNS {kind}"})
+    return None
+
+
+def sns_message(body: bytes) -> dict[str, str] | None:
     """The SNS envelope of an unauthenticated body, or None (junk: never a 400 or 500,
     the caller answers 401)."""
     try:

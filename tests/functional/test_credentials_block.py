@@ -21,7 +21,7 @@ from tests.functional.world import make_world, service_task_definition
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 BLOCK = "team-aws"
-BLOCK_KEY = "AKIABLOCKCREDENTIALS"
+BLOCK_KEY = "from-the-credentials-block"  # not a real key: moto accepts any
 
 
 class ClientSpy:

@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from reports import pipeline
 from rollback.config import load_config
 from rollback.errors import ConfigError
+from rollback.runtime import Runtime
 from tasks.report import (
     compute_report,
     publish_artifacts,
@@ -54,14 +55,15 @@ def metrics_report(
     out_dir = out_dir or config.reports.out_dir
     s3_prefix = s3_prefix or config.reports.s3_prefix
     get_run_logger().info("report for %s over %d days up to %s", ", ".join(names), days, at)
+    rt = Runtime(config)
 
     # Both stores are read once: the history only over the windows the reports use.
-    history = read_history(config, names, at, days)
-    audit = read_audit(config)
+    history = read_history(rt, names, at, days)
+    audit = read_audit(rt)
     written = {}
     for env in names:
         report = compute_report(config, history, audit, env, at, days)
-        metrics = read_metrics(config, report)
-        written[env] = write_files(config, report, metrics, out_dir, s3_prefix)
+        metrics = read_metrics(rt, report)
+        written[env] = write_files(rt, report, metrics, out_dir, s3_prefix)
         publish_artifacts(config, report)
     return written

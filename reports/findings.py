@@ -188,8 +188,28 @@ def needs_attention(
     when, for how long, the audit ids of attempts on it), the worst services, refused
     attempts, stale services, fix-forwards against rollbacks."""
     attempts = _attempts(audit, environment, window)
+    return {
+        "unrestored": _unrestored(environment, history, records, attempts, window),
+        "worstChangeFailure": _named_services(service_dora, "changeFailureRatePercent"),
+        "slowestRestore": _named_services(service_dora, "timeToRestoreHoursMedian"),
+        "refused": _refused(environment, attempts),
+        "staleDays": stale_days,
+        "stale": _stale(environment, line, known_services, window, stale_days),
+        "restoredBy": _restored_by(records),
+    }
+
+
+def _unrestored(
+    environment: str,
+    history: pd.DataFrame,
+    records: pd.DataFrame,
+    attempts: pd.DataFrame,
+    window: Window,
+) -> list[dict[str, Any]]:
+    """Failures of the window with no later successful record, with the audit ids of
+    the rollback attempts on their service since."""
     failed = records.loc[records["failure"] & records["restored_at"].isna()]
-    unrestored = []
+    out = []
     for r, version, record_id in zip(
         failed.itertuples(index=False),
         _text_at(history, "version", failed["source"]),
@@ -199,7 +219,7 @@ def needs_attention(
         tried = attempts.loc[
             (attempts["service"] == str(r.service)) & (attempts["requested_at"] >= r.finished_at)
         ]
-        unrestored.append(
+        out.append(
             {
                 "service": f"{environment}/{r.service}",
                 "version": version,
@@ -209,8 +229,12 @@ def needs_attention(
                 "auditIds": [str(a) for a in tried["audit_id"]],
             }
         )
-    refused = attempts.loc[attempts["status"] == "refused"]
-    refused_list = [
+    return out
+
+
+def _refused(environment: str, attempts: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rollback attempts of the window a safety check refused, and which check."""
+    return [
         {
             "auditId": str(a.audit_id),
             "service": f"{environment}/{a.service}",
@@ -218,8 +242,19 @@ def needs_attention(
             "trigger": a.trigger,
             "failedCheck": None if pd.isna(a.failed_check) else str(a.failed_check),
         }
-        for a in refused.itertuples(index=False)
+        for a in attempts.loc[attempts["status"] == "refused"].itertuples(index=False)
     ]
+
+
+def _stale(
+    environment: str,
+    line: pd.DataFrame,
+    known_services: list[str],
+    window: Window,
+    stale_days: int,
+) -> list[dict[str, Any]]:
+    """Services seen in the history read or configured, with no deploy for more than
+    ``stale_days`` before the end of the window (or none at all)."""
     deploys = line.loc[line["kind"] == "deploy"]
     last = deploys.groupby("service", observed=True)["finished_at"].max()
     seen = {str(s) for s in line["service"].unique()} | set(known_services)
@@ -237,20 +272,17 @@ def needs_attention(
                     else round(idle.total_seconds() / 86400, 1),
                 }
             )
+    return stale
+
+
+def _restored_by(records: pd.DataFrame) -> dict[str, Any]:
+    """Restored failures of the window: by a fix-forward deploy against a rollback."""
     restored = records.loc[records["failure"] & records["restored_at"].notna()]
     forward = restored.loc[restored["restored_by"] == "deploy", "restore_h"]
     back = restored.loc[restored["restored_by"] != "deploy", "restore_h"]
     return {
-        "unrestored": unrestored,
-        "worstChangeFailure": _named_services(service_dora, "changeFailureRatePercent"),
-        "slowestRestore": _named_services(service_dora, "timeToRestoreHoursMedian"),
-        "refused": refused_list,
-        "staleDays": stale_days,
-        "stale": stale,
-        "restoredBy": {
-            "fixForward": {"count": len(forward), "hoursMedian": _quantile(forward, 0.5, 2)},
-            "rollback": {"count": len(back), "hoursMedian": _quantile(back, 0.5, 2)},
-        },
+        "fixForward": {"count": len(forward), "hoursMedian": _quantile(forward, 0.5, 2)},
+        "rollback": {"count": len(back), "hoursMedian": _quantile(back, 0.5, 2)},
     }
 
 

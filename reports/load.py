@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from rollback.models import AuditRecord, DeploymentRecord
 from rollback.stores.audit import AuditStore
@@ -118,12 +119,20 @@ def history_from_store(
     store: HistoryStore, environment: str, start: datetime, end: datetime
 ) -> pd.DataFrame:
     """One environment's records finished in ``[start, end)`` (and each service's last
-    deploy before ``start``), read as columns by one windowed Query."""
-    columns: dict[str, Any] = store.read_window(environment, start, end, STORE_FIELDS)
-    rows = len(columns["record_id"])
-    columns["environment"] = [environment] * rows
-    log.info("read %d %s history records from %s", rows, environment, store.table)
-    return history_frame(pd.DataFrame(columns, copy=False))
+    deploy before ``start``), read as Arrow columns by one windowed Query; the store's
+    UTC times are parsed by Arrow too (a column Arrow cannot parse is left to pandas)."""
+    table = store.read_window(environment, start, end, STORE_FIELDS)
+    log.info("read %d %s history records from %s", table.num_rows, environment, store.table)
+    for column in HISTORY_TIMES:
+        if column in table.column_names:
+            try:
+                times = table.column(column).cast(pa.timestamp("us", tz="UTC"))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            table = table.set_column(table.schema.get_field_index(column), column, times)
+    frame = table.to_pandas()
+    frame["environment"] = environment
+    return history_frame(frame)
 
 
 def audit_from_store(store: AuditStore) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports.timeline import timeline
 from rollback.models import AUTOMATIC_TRIGGERS
 
 TRIGGERS = ("manual", "webhook", "alarm", "health")
@@ -122,145 +123,6 @@ def rounded(value: Any, digits: int) -> float | None:
 def _quantile(values: pd.Series, q: float, digits: int) -> float | None:
     values = values.dropna()
     return rounded(values.quantile(q), digits) if len(values) else None
-
-
-# -- the timeline: one environment's history, ordered and linked -------------------------
-
-
-# Versions and record ids are text with many values: the timeline carries only the
-# small columns, and reads versions for the rollbacks alone.
-TIMELINE_COLUMNS = [
-    "service",
-    "status",
-    "kind",
-    "trigger",
-    "committed_at",
-    "started_at",
-    "finished_at",
-]
-
-
-def time_order(finished: pd.Series, rollback: np.ndarray, record_id: pd.Series) -> np.ndarray:
-    """Positions in report order: by finished_at, deploys before rollbacks at the same
-    instant, then by record_id. Numeric sort first; only tied rows compare record ids."""
-    key = finished.to_numpy(dtype="datetime64[ns]").view(np.int64) * 2 + rollback
-    order = np.argsort(key, kind="stable")
-    ordered = key[order]
-    same = ordered[1:] == ordered[:-1]
-    if same.any():
-        tied = np.flatnonzero(np.r_[same, False] | np.r_[False, same])
-        ids = record_id.to_numpy(dtype=object)[order[tied]].astype(str)
-        order[tied] = order[tied][np.lexsort((ids, ordered[tied]))]
-    return order
-
-
-def _positions(history: pd.DataFrame, keep: pd.Series, since: pd.Timestamp | None) -> Any:
-    """Row positions of the timeline: ``keep`` rows from ``since`` on, plus each
-    service's last deploy before it (the one a later rollback may revert). Nothing
-    older can change a number of the report."""
-    if since is None:
-        return np.flatnonzero(keep.to_numpy())
-    old = keep & (history["finished_at"] < since)
-    recent = np.flatnonzero((keep & ~old).to_numpy())
-    candidates = np.flatnonzero((old & (history["kind"] == "deploy")).to_numpy())
-    # Only deploys at their service's latest time can be the last one: order just those.
-    times = history[["service", "finished_at"]].iloc[candidates]
-    latest = times.groupby("service", observed=True)["finished_at"].transform("max")
-    candidates = candidates[(times["finished_at"] == latest).to_numpy()]
-    deploys = history[["service", "finished_at", "record_id"]].iloc[candidates]
-    order = time_order(
-        deploys["finished_at"], np.zeros(len(deploys), np.int64), deploys["record_id"]
-    )
-    newest_first = order[::-1]
-    last = ~deploys["service"].iloc[newest_first].duplicated().to_numpy()
-    return np.concatenate([candidates[newest_first[last]], recent])
-
-
-def _text(column: pd.Series, rows: np.ndarray) -> np.ndarray:
-    """Values of a text column at some positions, missing ones as None."""
-    values = column.iloc[rows]
-    return values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
-
-
-def timeline(
-    history: pd.DataFrame,
-    environment: str,
-    now: pd.Timestamp,
-    since: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """The environment's records finished before ``now`` (from ``since`` on, if given),
-    in report order, with the links the definitions need: ``rolled_back`` and
-    ``failure`` for deploys, the finish of the deploy a rollback reverted
-    (``reverted_finished_at``), and when a failure was restored and by what."""
-    finished = history["finished_at"]
-    keep = (history["environment"] == environment) & finished.notna() & (finished < now)
-    positions = _positions(history, keep, since)
-    picked = history[["finished_at", "kind", "record_id"]].iloc[positions]
-    rollback = (picked["kind"] == "rollback").to_numpy()
-    order = time_order(picked["finished_at"], rollback, picked["record_id"])
-    source = positions[order]
-    df = history[TIMELINE_COLUMNS].iloc[source].reset_index(drop=True)
-    df["source"] = source  # the row of ``history`` (record ids and versions stay there)
-    rollback, n = rollback[order], len(df)
-    ok = (df["status"] == "success").to_numpy()
-    finished_ns = df["finished_at"].to_numpy(dtype="datetime64[ns]")
-
-    # Walk each service's records in time order: positions p of ``rows`` are grouped by
-    # service, and running max/min find the deploy before / the success after each one.
-    codes, _ = pd.factorize(df["service"])
-    rows = np.lexsort((np.arange(n), codes))
-    p = np.arange(n)
-    new_group = np.r_[True, codes[rows][1:] != codes[rows][:-1]] if n else np.zeros(0, bool)
-    group_start = np.maximum.accumulate(np.where(new_group, p, 0)) if n else p
-    group_end = np.minimum.accumulate(np.where(np.r_[new_group[1:], True], p, n)[::-1])[::-1]
-    deploy_before = np.maximum.accumulate(np.where(~rollback[rows], p, -1)) if n else p
-    success_from = np.minimum.accumulate(np.where(ok[rows], p, n)[::-1])[::-1]
-    success_after = np.r_[success_from[1:], n] if n else p
-
-    # A rollback reverts the service's last deploy before it, if it names its version.
-    rb = np.flatnonzero(rollback[rows])
-    has_deploy = deploy_before[rb] >= group_start[rb]
-    rb, target = rows[rb[has_deploy]], rows[deploy_before[rb[has_deploy]]]
-    all_rb = np.flatnonzero(rollback)
-    from_version = np.full(n, None, object)
-    to_version = np.full(n, None, object)
-    from_version[all_rb] = _text(history["from_version"], source[all_rb])
-    to_version[all_rb] = _text(history["version"], source[all_rb])
-    names = _text(history["version"], source[target]) == from_version[rb]
-    rb, target = rb[names], target[names]
-    rolled_back = np.zeros(n, bool)
-    rolled_back[target] = True
-    reverted = np.full(n, np.datetime64("NaT"), "datetime64[ns]")
-    reverted[rb] = finished_ns[target]
-    failure = ~rollback & ((df["status"] == "failed").to_numpy() | rolled_back)
-
-    # A failure is restored by the next successful record of the same service.
-    fail = np.flatnonzero(failure[rows])
-    found = success_after[fail] <= group_end[fail]
-    fail, fix = rows[fail[found]], rows[success_after[fail[found]]]
-    restored_at = np.full(n, np.datetime64("NaT"), "datetime64[ns]")
-    restored_at[fail] = finished_ns[fix]
-    restored_by = np.full(n, None, object)
-    trigger = df["trigger"].to_numpy(dtype=object)
-    restored_by[fail] = np.where(
-        rollback[fix], pd.Series(trigger[fix], dtype=object).fillna("unknown"), "deploy"
-    )
-
-    utc = df["finished_at"].dtype
-    # Object columns as they are: letting pandas infer a string dtype costs a pass each.
-    df["from_version"] = pd.Series(from_version, dtype=object, copy=False)
-    df["to_version"] = pd.Series(to_version, dtype=object, copy=False)
-    df["rolled_back"] = rolled_back
-    df["failure"] = failure
-    df["reverted_finished_at"] = (
-        pd.Series(reverted, dtype="datetime64[ns]").dt.tz_localize("UTC").astype(utc)
-    )
-    df["restored_at"] = pd.Series(restored_at).dt.tz_localize("UTC").astype(utc)
-    df["restored_by"] = pd.Series(restored_by, dtype=object, copy=False)
-    df["duration_s"] = (df["finished_at"] - df["started_at"]).dt.total_seconds()
-    df["lead_h"] = (df["finished_at"] - df["committed_at"]).dt.total_seconds() / 3600
-    df["restore_h"] = (df["restored_at"] - df["finished_at"]).dt.total_seconds() / 3600
-    return df
 
 
 # -- the numbers -------------------------------------------------------------------------
@@ -451,41 +313,10 @@ def compute(
     from reports import findings
 
     window = Window.ending(now, days)
-    previous = window.previous()
-    since = reads_from(window.end, days)
-    line = timeline(history, environment, window.end, since)
+    line = timeline(history, environment, window.end, reads_from(window.end, days))
     records = line.loc[window.mask(line["finished_at"])]
-    deploys = records.loc[records["kind"] == "deploy"]
-
-    # Trend periods need only what deployment_stats and dora read: copy just that.
-    slim = line[PERIOD_COLUMNS]
-    is_deploy = line["kind"] == "deploy"
-
-    def period(w: Window) -> pd.DataFrame:
-        return slim.loc[is_deploy & w.mask(line["finished_at"])]
-
     by_service = per_service(records)
-    services = sorted(by_service)
-    before = period(previous)
-    document: dict[str, Any] = {
-        "environment": environment,
-        "generatedAt": iso_z(window.end),
-        "window": window.as_dict(),
-        "stats": deployment_stats(deploys),
-        "recentTrends": {
-            f"last{n}Days": deployment_stats(period(Window.ending(window.end, n))) for n in (7, 30)
-        },
-        "dora": dora(deploys, days),
-        "rollbacks": rollback_stats(audit, environment, window, records),
-        "services": {s: stats for s, (stats, _) in by_service.items()},
-        "serviceDora": {s: numbers for s, (_, numbers) in by_service.items()},
-        "previousPeriod": {
-            "window": previous.as_dict(),
-            "stats": deployment_stats(before),
-            "dora": dora(before, days),
-        },
-        "definitions": DEFINITIONS,
-    }
+    document = _counts(environment, window, line, records, audit, by_service)
     document["servicePercentiles"] = findings.service_percentiles(records)
     document["doraBands"] = findings.dora_bands(document["dora"])
     document["weeklyTrends"] = findings.weekly_trends(line, window)
@@ -503,7 +334,8 @@ def compute(
     document["events"] = findings.events(history, records)
     document["warnings"] = findings.retention_warnings(window, retention_days)
     rows = [
-        {"service": s, **document["services"][s], **document["serviceDora"][s]} for s in services
+        {"service": s, **document["services"][s], **document["serviceDora"][s]}
+        for s in sorted(by_service)
     ]
     return Report(
         environment=environment,
@@ -513,3 +345,44 @@ def compute(
         events=rollback_events(records),
         daily=daily_counts(records, window),
     )
+
+
+def _counts(
+    environment: str,
+    window: Window,
+    line: pd.DataFrame,
+    records: pd.DataFrame,
+    audit: pd.DataFrame,
+    by_service: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+) -> dict[str, Any]:
+    """The counted part of the deployment-stats document: the window's stats, DORA keys
+    and rollbacks, per service, the recent trends and the previous period."""
+    deploys = records.loc[records["kind"] == "deploy"]
+    # Trend periods need only what deployment_stats and dora read: copy just that.
+    slim = line[PERIOD_COLUMNS]
+    is_deploy = line["kind"] == "deploy"
+
+    def period(w: Window) -> pd.DataFrame:
+        return slim.loc[is_deploy & w.mask(line["finished_at"])]
+
+    previous = window.previous()
+    before = period(previous)
+    return {
+        "environment": environment,
+        "generatedAt": iso_z(window.end),
+        "window": window.as_dict(),
+        "stats": deployment_stats(deploys),
+        "recentTrends": {
+            f"last{n}Days": deployment_stats(period(Window.ending(window.end, n))) for n in (7, 30)
+        },
+        "dora": dora(deploys, window.days),
+        "rollbacks": rollback_stats(audit, environment, window, records),
+        "services": {s: stats for s, (stats, _) in by_service.items()},
+        "serviceDora": {s: numbers for s, (_, numbers) in by_service.items()},
+        "previousPeriod": {
+            "window": previous.as_dict(),
+            "stats": deployment_stats(before),
+            "dora": dora(before, window.days),
+        },
+        "definitions": DEFINITIONS,
+    }

@@ -1,5 +1,6 @@
 """The report steps as plain functions; the flow wraps them in tasks, the CLI calls
-them directly (no Prefect server needed for a one-off report)."""
+them directly (no Prefect server needed for a one-off report). Every store and client
+comes from the ``Runtime`` it is given: nothing here builds an adapter."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from typing import Any
 import pandas as pd
 
 from reports import chart, load, render
-from reports.cloudwatch import CloudWatchMetrics, MetricsSource, metric_queries, metrics_document
+from reports.cloudwatch import metric_queries, metrics_document
 from reports.metrics import Report, compute, reads_from, utc_timestamp
-from reports.publish import OutputFile, S3Output, write_local
+from reports.publish import write_local
 from rollback.config import Config
 from rollback.errors import ConfigError
 from rollback.models import utcnow
-from rollback.stores.audit import AuditStore
-from rollback.stores.history import HistoryStore
+from rollback.report_uploads import OutputFile
+from rollback.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,11 @@ def environments(config: Config, environment: str) -> list[str]:
     return [environment]
 
 
-def read_history(config: Config, names: list[str], now: pd.Timestamp, days: int) -> pd.DataFrame:
+def read_history(rt: Runtime, names: list[str], now: pd.Timestamp, days: int) -> pd.DataFrame:
     """The records the reports of ``names`` read: each environment's window (a Query of
     the environment/time index), not the whole table."""
-    store = HistoryStore(
-        config.stores.history_table, credentials_block=config.aws.credentials_block
-    )
     start = reads_from(now, days).to_pydatetime()
-    frames = [load.history_from_store(store, env, start, now.to_pydatetime()) for env in names]
+    frames = [load.history_from_store(rt.history, env, start, now.to_pydatetime()) for env in names]
     if len(frames) == 1:
         return frames[0]
     return load.history_frame(pd.concat(frames, ignore_index=True))
@@ -87,24 +85,20 @@ def compute_for(
     )
 
 
-def read_audit(config: Config) -> pd.DataFrame:
-    store = AuditStore(config.stores.audit_table, credentials_block=config.aws.credentials_block)
-    return load.audit_from_store(store)
+def read_audit(rt: Runtime) -> pd.DataFrame:
+    return load.audit_from_store(rt.audit)
 
 
-def read_metrics(
-    config: Config, report: Report, source: MetricsSource | None = None
-) -> dict[str, Any]:
+def read_metrics(rt: Runtime, report: Report) -> dict[str, Any]:
     """The cloudwatch-metrics document for one environment's window."""
-    env = report.environment
+    config, env = rt.config, report.environment
     services = set(config.environments[env].services) if env in config.environments else set()
     queries = metric_queries(
         config.reports, env, services | {r["service"] for r in report.services}
     )
     series = []
     if queries:
-        source = source or CloudWatchMetrics(credentials_block=config.aws.credentials_block)
-        series = source.series(
+        series = rt.report_metrics().series(
             queries, report.window.start.to_pydatetime(), report.window.end.to_pydatetime()
         )
     doc = report.document
@@ -125,7 +119,7 @@ def render_files(
     report: Report, metrics: dict[str, Any], timezone: str = "UTC"
 ) -> list[OutputFile]:
     """The four files of one environment, named as the docs say."""
-    names = render.FileNames.of(report.environment, report.window.end)
+    names = render.FileNames.of(report.environment, report.window.days, report.window.end)
     figure = chart.deploys_figure(report.daily, f"Deploys per day — {report.environment}")
     return [
         OutputFile(names.stats, render.to_json(report.document).encode(), "application/json"),
@@ -140,44 +134,39 @@ def render_files(
 
 
 def store_files(
-    files: list[OutputFile],
-    out_dir: str | None,
-    s3_prefix: str | None,
-    credentials_block: str | None = None,
+    rt: Runtime, files: list[OutputFile], out_dir: str | None, s3_prefix: str | None
 ) -> list[str]:
     """Write to the local directory and/or upload to the S3 prefix."""
     if not out_dir and not s3_prefix:
         raise ConfigError("no output location: give an output directory or reports.s3_prefix")
     locations = write_local(files, out_dir) if out_dir else []
     if s3_prefix:
-        s3 = S3Output(s3_prefix, credentials_block=credentials_block)
+        s3 = rt.report_uploads(s3_prefix)
         locations += [s3.put(f) for f in files]
     return locations
 
 
 def generate(
-    config: Config,
+    rt: Runtime,
     environment: str,
     days: int | None = None,
     now: str | datetime | None = None,
     out_dir: str | None = None,
     s3_prefix: str | None = None,
-    metrics_source: MetricsSource | None = None,
 ) -> list[Written]:
     """The whole report without Prefect: read, compute, render, store, per environment."""
+    config = rt.config
     names = environments(config, environment)
     at = report_now(now)
     days = config.reports.days if days is None else days
     if days <= 0:
         raise ConfigError(f"days must be positive, not {days}")
-    history, audit = read_history(config, names, at, days), read_audit(config)
+    history, audit = read_history(rt, names, at, days), read_audit(rt)
     written = []
     for env in names:
         report = compute_for(config, history, audit, env, at, days)
-        files = render_files(
-            report, read_metrics(config, report, metrics_source), config.reports.timezone
-        )
-        locations = store_files(files, out_dir, s3_prefix, config.aws.credentials_block)
-        written.append(Written(env, render.FileNames.of(env, at), locations))
+        files = render_files(report, read_metrics(rt, report), config.reports.timezone)
+        locations = store_files(rt, files, out_dir, s3_prefix)
+        written.append(Written(env, render.FileNames.of(env, days, at), locations))
         log.info("report for %s: %s", env, ", ".join(locations))
     return written

@@ -1,6 +1,7 @@
-"""Renderers: file names, the JSON files, the markdown summary and its recommendations.
+"""Renderers: file names, the JSON files and the markdown summary.
 
-Pure functions of a computed ``Report``; the chart is in ``reports.chart``.
+Pure functions of a computed ``Report``; the summary's rules are in
+``reports.recommendations``, the chart is in ``reports.chart``.
 """
 
 from __future__ import annotations
@@ -13,143 +14,36 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from reports.metrics import Report
+from reports.recommendations import recommendations
 from rollback.text import markdown_escape
 
-CFR_THRESHOLD_PERCENT = 15.0
-TTR_THRESHOLD_HOURS = 1.0
-REPEATED_AUTO_ROLLBACKS = 2
 EVENTS_SHOWN = 20
 
 
 @dataclass(frozen=True)
 class FileNames:
+    """``{kind}-{environment}-{days}d-{UTC timestamp}``: the window's length is in the
+    name, so a daily and a weekly report written in the same second both stay."""
+
     stats: str
     metrics: str
     summary: str
     chart: str
 
     @classmethod
-    def of(cls, environment: str, generated_at: pd.Timestamp) -> FileNames:
+    def of(cls, environment: str, days: int, generated_at: pd.Timestamp) -> FileNames:
         stamp = generated_at.tz_convert("UTC").strftime("%Y%m%d-%H%M%S")
+        tail = f"{environment}-{days}d-{stamp}"
         return cls(
-            stats=f"deployment-stats-{environment}-{stamp}.json",
-            metrics=f"cloudwatch-metrics-{environment}-{stamp}.json",
-            summary=f"deployment-summary-{environment}-{stamp}.md",
-            chart=f"deployment-chart-{environment}-{stamp}.png",
+            stats=f"deployment-stats-{tail}.json",
+            metrics=f"cloudwatch-metrics-{tail}.json",
+            summary=f"deployment-summary-{tail}.md",
+            chart=f"deployment-chart-{tail}.png",
         )
 
 
 def to_json(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, allow_nan=False) + "\n"
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    rule: str  # the rule, stated so a reader sees why it fired
-    finding: str  # what the data showed
-    action: str
-
-
-def recommendations(report: Report) -> list[Recommendation]:
-    """Explicit rules over the report's numbers; each says which threshold it crossed."""
-    doc = report.document
-    dora, out = doc["dora"], []
-    cfr = dora["changeFailureRatePercent"]
-    if cfr is not None and cfr > CFR_THRESHOLD_PERCENT:
-        out.append(
-            Recommendation(
-                f"change failure rate above {CFR_THRESHOLD_PERCENT:g}%",
-                f"{dora['changeFailures']} of {doc['stats']['totalDeployments']} deployments "
-                f"failed or were rolled back ({cfr:g}%).",
-                "Review those changes and what pre-deploy checks could have caught them.",
-            )
-        )
-    ttr = dora["timeToRestoreHoursMedian"]
-    if ttr is not None and ttr > TTR_THRESHOLD_HOURS:
-        out.append(
-            Recommendation(
-                f"median time to restore above {TTR_THRESHOLD_HOURS:g} hour",
-                f"The median time to restore was {ttr:g} h over {dora['restoredCount']} "
-                "restored failures.",
-                "Make rollback faster to reach for: automatic triggers, or a runbook step.",
-            )
-        )
-    if dora["unrestoredCount"]:
-        named = "; ".join(
-            f"{markdown_escape(u['service'])} `{markdown_escape(u['version'])}` since "
-            f"{u['since']} ({u['openHours']:g} h open"
-            + (
-                f", audit {', '.join(markdown_escape(a) for a in u['auditIds'])}"
-                if u["auditIds"]
-                else ""
-            )
-            + ")"
-            for u in doc.get("findings", {}).get("unrestored", [])
-        )
-        out.append(
-            Recommendation(
-                "failed deployment never restored",
-                f"{dora['unrestoredCount']} failed or rolled-back deployment(s) have no later "
-                f"successful record of their service: {named}.",
-                "Check those services run a good version (roll back or deploy a fix), and "
-                "record the fix in the history.",
-            )
-        )
-    for service, numbers in doc["serviceDora"].items():
-        if numbers["automaticRollbacks"] >= REPEATED_AUTO_ROLLBACKS:
-            out.append(
-                Recommendation(
-                    f"{REPEATED_AUTO_ROLLBACKS} or more automatic rollbacks of one service",
-                    f"{markdown_escape(service)} was rolled back automatically "
-                    f"{numbers['automaticRollbacks']} times.",
-                    f"Find what keeps breaking {markdown_escape(service)}; its alarms may also "
-                    "be too sensitive.",
-                )
-            )
-    missing = dora["deploymentsWithoutCommitTime"]
-    if missing:
-        known = dora["leadTimeSampleSize"]
-        out.append(
-            Recommendation(
-                "deployments without a recorded commit time",
-                f"{missing} of {missing + known} successful deployments carry no "
-                f"committed_at, so lead time "
-                + ("is unknown." if not known else f"covers only {known} of them."),
-                "Record the commit time in the deploy pipeline's history entry.",
-            )
-        )
-    refused = doc["rollbacks"]["refused"]
-    if refused:
-        named = "; ".join(
-            f"audit {markdown_escape(r['auditId'])} ({markdown_escape(r['service'])}, "
-            f"{r['requestedAt']}, check {markdown_escape(r['failedCheck'] or 'unknown')})"
-            for r in doc.get("findings", {}).get("refused", [])
-        )
-        out.append(
-            Recommendation(
-                "rollback attempts refused",
-                f"{refused} rollback attempt(s) were refused by safety checks: {named}.",
-                "Read those audit records (`rollback audit ID`): a refusal can hide a "
-                "service left on a bad version.",
-            )
-        )
-    stale = doc.get("findings", {}).get("stale", [])
-    if stale:
-        days = doc["findings"]["staleDays"]
-        named = ", ".join(
-            f"{markdown_escape(s['service'])} "
-            + ("(no deploy in the history read)" if s["daysSinceDeploy"] is None
-               else f"({s['daysSinceDeploy']:g} days)")
-            for s in stale
-        )  # fmt: skip
-        out.append(
-            Recommendation(
-                f"no deploy for {days} days",
-                f"Stale services: {named}.",
-                "Check they still run a supported version, or remove them from the config.",
-            )
-        )
-    return out
 
 
 def _num(value: Any, unit: str = "") -> str:

@@ -15,6 +15,8 @@ from rollback.notifiers.github_deployments import GithubDeployments
 from rollback.notifiers.slack import SlackNotifier, slack_url
 from rollback.notifiers.sns import SnsPublisher
 from rollback.platform_rollbacks import AwsPlatformRollbacks
+from rollback.report_metrics import CloudWatchMetrics
+from rollback.report_uploads import S3Output
 from rollback.snapshots import RdsSnapshots
 from rollback.stores.audit import AuditStore
 from rollback.stores.health_state import HealthStateStore
@@ -74,6 +76,14 @@ class Runtime:
 
     def platform_rollbacks(self) -> AwsPlatformRollbacks:
         return AwsPlatformRollbacks(credentials_block=self.config.aws.credentials_block)
+
+    def report_metrics(self) -> CloudWatchMetrics:
+        """The hourly CloudWatch series of the metrics reports."""
+        return CloudWatchMetrics(credentials_block=self.config.aws.credentials_block)
+
+    def report_uploads(self, s3_prefix: str) -> S3Output:
+        """Report files under ``s3_prefix`` (s3://bucket/prefix)."""
+        return S3Output(s3_prefix, credentials_block=self.config.aws.credentials_block)
 
     def github_deployments(self) -> GithubDeployments | None:
         cfg = self.config.notifications.github_deployments

@@ -16,29 +16,30 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from reports import pipeline, render
 from reports.metrics import Report
 from rollback.config import Config
+from rollback.runtime import Runtime
 from rollback.text import markdown_escape
 from tasks._common import stage
 
 
 @stage("read-deployment-history")
 def read_history(
-    config: Config, environments: list[str], now: pd.Timestamp, days: int
+    rt: Runtime, environments: list[str], now: pd.Timestamp, days: int
 ) -> pd.DataFrame:
-    history = pipeline.read_history(config, environments, now, days)
+    history = pipeline.read_history(rt, environments, now, days)
     get_run_logger().info(
         "read %d history records of %s from %s",
         len(history),
         ", ".join(environments),
-        config.stores.history_table,
+        rt.config.stores.history_table,
     )
     return history
 
 
 @stage("read-audit-log")
-def read_audit(config: Config) -> pd.DataFrame:
-    audit = pipeline.read_audit(config)
+def read_audit(rt: Runtime) -> pd.DataFrame:
+    audit = pipeline.read_audit(rt)
     get_run_logger().info(
-        "read %d rollback attempts from %s", len(audit), config.stores.audit_table
+        "read %d rollback attempts from %s", len(audit), rt.config.stores.audit_table
     )
     return audit
 
@@ -65,8 +66,8 @@ def compute_report(
 
 
 @stage("read-cloudwatch-metrics")
-def read_metrics(config: Config, report: Report) -> dict[str, Any]:
-    metrics = pipeline.read_metrics(config, report)
+def read_metrics(rt: Runtime, report: Report) -> dict[str, Any]:
+    metrics = pipeline.read_metrics(rt, report)
     count = sum(len(m) for m in metrics["services"].values())
     get_run_logger().info("%s: %d CloudWatch series", report.environment, count)
     return metrics
@@ -74,14 +75,14 @@ def read_metrics(config: Config, report: Report) -> dict[str, Any]:
 
 @stage("write-report-files")
 def write_files(
-    config: Config,
+    rt: Runtime,
     report: Report,
     metrics: dict[str, Any],
     out_dir: str | None,
     s3_prefix: str | None,
 ) -> list[str]:
-    files = pipeline.render_files(report, metrics, config.reports.timezone)
-    locations = pipeline.store_files(files, out_dir, s3_prefix, config.aws.credentials_block)
+    files = pipeline.render_files(report, metrics, rt.config.reports.timezone)
+    locations = pipeline.store_files(rt, files, out_dir, s3_prefix)
     get_run_logger().info("%s: wrote %s", report.environment, ", ".join(locations))
     return locations
 

@@ -34,11 +34,12 @@ def report(
     chart per environment."""
     from reports import pipeline
     from rollback.config import load_config
+    from rollback.runtime import Runtime
 
     try:
         cfg = load_config(config)
         written = pipeline.generate(
-            cfg,
+            Runtime(cfg),
             env,
             days=days,
             now=now,

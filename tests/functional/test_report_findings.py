@@ -184,8 +184,8 @@ def world(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def read_report(out: Path, env: str) -> tuple[dict[str, Any], str]:
-    stats = json.loads((out / f"deployment-stats-{env}-{STAMP}.json").read_text())
-    summary = (out / f"deployment-summary-{env}-{STAMP}.md").read_text()
+    stats = json.loads((out / f"deployment-stats-{env}-30d-{STAMP}.json").read_text())
+    summary = (out / f"deployment-summary-{env}-30d-{STAMP}.md").read_text()
     return stats, summary
 
 

@@ -13,9 +13,9 @@ import yaml
 from typer.testing import CliRunner
 
 from deployments.cli.main import app
-from reports.cloudwatch import CloudWatchMetrics, MetricQuery
 from rollback.config.reporting import MetricSpec
 from rollback.models import AuditRecord, DeploymentRecord, Status
+from rollback.report_metrics import CloudWatchMetrics, MetricQuery
 from rollback.stores.audit import AuditStore
 from rollback.stores.history import HistoryStore
 
@@ -166,7 +166,7 @@ def test_cli_report_writes_every_file_locally_and_to_s3(aws: str, tmp_path: Path
     assert result.exit_code == 0, result.output
     # THEN each environment has its four files, named exactly
     expected = {
-        f"{kind}-{env}-{STAMP}.{ext}"
+        f"{kind}-{env}-30d-{STAMP}.{ext}"
         for env in ("prod", "staging")
         for kind, ext in (
             ("deployment-stats", "json"),
@@ -176,7 +176,7 @@ def test_cli_report_writes_every_file_locally_and_to_s3(aws: str, tmp_path: Path
         )
     }
     assert {p.name for p in out.iterdir()} == expected
-    stats = json.loads((out / f"deployment-stats-prod-{STAMP}.json").read_text())
+    stats = json.loads((out / f"deployment-stats-prod-30d-{STAMP}.json").read_text())
     assert stats["window"] == {
         "from": (NOW - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "to": NOW_ISO,
@@ -196,30 +196,49 @@ def test_cli_report_writes_every_file_locally_and_to_s3(aws: str, tmp_path: Path
     assert stats["rollbacks"]["byTrigger"]["alarm"]["succeeded"] == 1
     assert stats["rollbacks"]["timeToRestoreHoursMedianByTrigger"]["alarm"] == 2.0
     assert stats["services"]["api"]["totalDeployments"] == 3
-    staging = json.loads((out / f"deployment-stats-staging-{STAMP}.json").read_text())
+    staging = json.loads((out / f"deployment-stats-staging-30d-{STAMP}.json").read_text())
     assert staging["stats"]["totalDeployments"] == 1
 
     # AND the CloudWatch file has the hourly datapoints of prod/api and their summary
-    metrics = json.loads((out / f"cloudwatch-metrics-prod-{STAMP}.json").read_text())
+    metrics = json.loads((out / f"cloudwatch-metrics-prod-30d-{STAMP}.json").read_text())
     errors = metrics["services"]["api"]["Errors"]
     assert [p["value"] for p in errors["datapoints"]] == [2.0, 6.0, 0.0]
     assert errors["summary"] == {"datapoints": 3, "sum": 8.0, "avg": 2.6667, "max": 6.0, "p95": 5.6}
     # staging/api uses the service-wide key: another function, no data
-    other = json.loads((out / f"cloudwatch-metrics-staging-{STAMP}.json").read_text())
+    other = json.loads((out / f"cloudwatch-metrics-staging-30d-{STAMP}.json").read_text())
     assert other["services"]["api"]["Errors"]["dimensions"] == {"FunctionName": "api-other"}
     assert other["services"]["api"]["Errors"]["datapoints"] == []
 
-    summary = (out / f"deployment-summary-prod-{STAMP}.md").read_text()
-    assert f"(deployment-chart-prod-{STAMP}.png)" in summary
+    summary = (out / f"deployment-summary-prod-30d-{STAMP}.md").read_text()
+    assert f"(deployment-chart-prod-30d-{STAMP}.png)" in summary
     assert "**Rule: change failure rate above 15%.**" in summary
     assert "| api | v2 → v1 | alarm | success | 2 h |" in summary
     assert "Europe/Paris" in summary
-    assert (out / f"deployment-chart-prod-{STAMP}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / f"deployment-chart-prod-30d-{STAMP}.png").read_bytes()[:4] == b"\x89PNG"
 
     # AND the same files are under the S3 prefix
     listing = boto3.client("s3").list_objects_v2(Bucket="reports-bucket", Prefix="daily/")
     assert {o["Key"] for o in listing["Contents"]} == {f"daily/{n}" for n in expected}
     assert result.output.count("s3://reports-bucket/daily/") == 8
+
+
+def test_a_daily_and_a_weekly_report_of_the_same_second_both_stay(aws: str, tmp_path: Path) -> None:
+    # GIVEN history in the moto server and one output directory
+    config = seed_world(tmp_path, s3=False)
+    out = tmp_path / "out"
+    # WHEN a daily and a weekly report end at the same second
+    for days in ("1", "7"):
+        result = CliRunner().invoke(
+            app,
+            ["report", "--config", str(config), "--env", "prod", "--days", days,
+             "--out", str(out), "--now", NOW_ISO],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    # THEN both reports' four files are there, each named by its window
+    assert len(list(out.iterdir())) == 8
+    for days in (1, 7):
+        stats = json.loads((out / f"deployment-stats-prod-{days}d-{STAMP}.json").read_text())
+        assert stats["window"]["days"] == days
 
 
 @pytest.mark.parametrize(
@@ -267,13 +286,13 @@ def test_flow_writes_files_and_artifacts(aws: str, tmp_path: Path, prefect_serve
     # THEN it wrote the four files and returns where
     assert sorted(Path(p).name for p in written["prod"]) == sorted(
         [
-            f"cloudwatch-metrics-prod-{STAMP}.json",
-            f"deployment-chart-prod-{STAMP}.png",
-            f"deployment-stats-prod-{STAMP}.json",
-            f"deployment-summary-prod-{STAMP}.md",
+            f"cloudwatch-metrics-prod-7d-{STAMP}.json",
+            f"deployment-chart-prod-7d-{STAMP}.png",
+            f"deployment-stats-prod-7d-{STAMP}.json",
+            f"deployment-summary-prod-7d-{STAMP}.md",
         ]
     )
-    stats = json.loads((out / f"deployment-stats-prod-{STAMP}.json").read_text())
+    stats = json.loads((out / f"deployment-stats-prod-7d-{STAMP}.json").read_text())
     assert stats["window"]["days"] == 7
     assert stats["stats"]["totalDeployments"] == 3
     # AND the summary and the per-service table are Prefect artifacts

@@ -17,14 +17,24 @@ def _rules(records, attempts=None) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_file_names_follow_the_documented_pattern() -> None:
-    names = FileNames.of("prod", pd.Timestamp("2024-06-01T09:05:07Z"))
-    assert names.stats == "deployment-stats-prod-20240601-090507.json"
-    assert names.metrics == "cloudwatch-metrics-prod-20240601-090507.json"
-    assert names.summary == "deployment-summary-prod-20240601-090507.md"
-    assert names.chart == "deployment-chart-prod-20240601-090507.png"
+    names = FileNames.of("prod", 7, pd.Timestamp("2024-06-01T09:05:07Z"))
+    assert names.stats == "deployment-stats-prod-7d-20240601-090507.json"
+    assert names.metrics == "cloudwatch-metrics-prod-7d-20240601-090507.json"
+    assert names.summary == "deployment-summary-prod-7d-20240601-090507.md"
+    assert names.chart == "deployment-chart-prod-7d-20240601-090507.png"
     # AND a time in another zone is named by its UTC time
     tokyo = pd.Timestamp("2024-06-01T18:05:07+09:00")
-    assert FileNames.of("prod", tokyo) == names
+    assert FileNames.of("prod", 7, tokyo) == names
+
+
+def test_file_names_of_windows_ending_in_the_same_second_differ() -> None:
+    # GIVEN a daily and a weekly report of one environment generated in the same second
+    at = pd.Timestamp("2024-06-03T09:00:00Z")
+    daily, weekly = FileNames.of("prod", 1, at), FileNames.of("prod", 7, at)
+    # THEN none of their files has the same name (neither overwrites the other)
+    assert {daily.stats, daily.metrics, daily.summary, daily.chart}.isdisjoint(
+        {weekly.stats, weekly.metrics, weekly.summary, weekly.chart}
+    )
 
 
 def test_json_has_the_documented_shape_and_no_nan() -> None:

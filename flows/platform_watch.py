@@ -7,7 +7,9 @@ the one ``Intake``, like every automatic request.
 
 The watch runs in a background thread of the receiver (one per incident); the event is
 claimed first, so a redelivery (or ECS's second event kind about the same deployment)
-starts no second watch.
+starts no second watch. Each watch is kept open in the marker store until it ends, with
+its deadline (wall clock, from the event): a receiver that starts again resumes the open
+ones (``resume``), the deadline unchanged.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
 
 from flows.launch import Acceptance, Intake, printable
 from rollback.config import Config
 from rollback.errors import RollbackError
-from rollback.models import DeploymentRecord, new_id, utcnow
+from rollback.models import DeploymentRecord, iso, new_id, parse_iso, utcnow
 from rollback.notifiers.mail import subject_of
 from rollback.notifiers.platform import PLATFORM_TRIGGERS, platform_slack, platform_text
 from rollback.platform_rollbacks import PlatformFailure, PlatformRollbacks, codedeploy_covers
@@ -42,6 +45,29 @@ class Plan:
     failed: str
     timeout_s: float
     poll_s: float
+    deadline: datetime | None = None  # set when the watch starts; kept across restarts
+
+    def as_json(self, authenticated_by: str) -> dict[str, object]:
+        """What the marker store keeps of an open watch (plain JSON)."""
+        data = asdict(self) | {"authenticated_by": authenticated_by}
+        return data | {"deadline": iso(self.deadline) if self.deadline else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> tuple[Plan, str]:
+        """The plan and the credential of a watch kept by ``as_json``."""
+        plan = cls(
+            failure=PlatformFailure(**data["failure"]),
+            failed=str(data["failed"]),
+            timeout_s=float(data["timeout_s"]),
+            poll_s=float(data["poll_s"]),
+            deadline=parse_iso(data.get("deadline")),
+        )
+        return plan, str(data["authenticated_by"])
+
+    def seconds_left(self) -> float:
+        if self.deadline is None:
+            return self.timeout_s
+        return max(0.0, (self.deadline - utcnow()).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -69,6 +95,9 @@ class PlatformWatch:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="platform-watch")
         self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
+        self._running: set[str] = set()  # watch ids watched by this process
+        self._not_kept: set[str] = set()  # watches the store did not take (not durable)
+        self._stopping = threading.Event()
         self.results: dict[str, str] = {}
 
     # -- the decision (blocking I/O: one platform read) --------------------------------
@@ -99,11 +128,45 @@ class PlatformWatch:
         )
         if owner != watch_id:
             return WatchStarted("duplicate", owner)
+        plan = replace(plan, deadline=utcnow() + timedelta(seconds=plan.timeout_s))
+        # Kept open before watching: a receiver that stops now resumes it on start.
+        try:
+            self.rt.markers.open_watch(watch_id, plan.as_json(authenticated_by))
+        except RollbackError as exc:  # the event is claimed: watch anyway, not durably
+            log.warning("watch %s not kept open (a restart would lose it): %s", watch_id, exc)
+            self._not_kept.add(watch_id)
+        self._submit(watch_id, plan, authenticated_by)
+        return WatchStarted("watching", watch_id)
+
+    def resume(self) -> None:
+        """Resume, in the background, the watches an earlier receiver left open (their
+        deadlines unchanged). Called once when the receiver starts."""
+        self._submit_call(self._resume_open)
+
+    def _resume_open(self) -> None:
+        try:
+            kept = self.rt.markers.open_watches()
+        except RollbackError as exc:
+            log.warning("could not read the open platform watches: %s", exc)
+            return
+        for watch_id, data in kept.items():
+            plan, authenticated_by = Plan.from_json(data)
+            failure = plan.failure
+            log.info("resuming watch %s of %s/%s", watch_id, failure.environment, failure.service)
+            self._submit(watch_id, plan, authenticated_by)
+
+    def _submit(self, watch_id: str, plan: Plan, authenticated_by: str) -> None:
         with self._lock:
-            future = self._pool.submit(self._watch, watch_id, plan, authenticated_by)
+            if watch_id in self._running:
+                return
+            self._running.add(watch_id)
+        self._submit_call(self._watch, watch_id, plan, authenticated_by)
+
+    def _submit_call(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            future = self._pool.submit(fn, *args)
             self._futures.add(future)
         future.add_done_callback(self._futures.discard)
-        return WatchStarted("watching", watch_id)
 
     def wait_idle(self, timeout: float = 60) -> bool:
         import concurrent.futures
@@ -114,6 +177,9 @@ class PlatformWatch:
         return not not_done
 
     def close(self) -> None:
+        """Stop watching (the receiver ends): the watches stay open in the store, for
+        the next receiver to resume."""
+        self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the watch -----------------------------------------------------------------------
@@ -122,11 +188,17 @@ class PlatformWatch:
         try:
             started = utcnow()
             now = self._await_switch(plan)
+            if self._stopping.is_set():
+                self.results[watch_id] = "stopped"  # still open: the next receiver resumes
+                return
             if now is not None:
-                self._record(plan, now, started)
+                # Closed first: of two receivers that resumed it, one records it.
+                if self.rt.markers.close_watch(watch_id) or watch_id in self._not_kept:
+                    self._record(plan, now, started)
                 self.results[watch_id] = "rolled_back"
                 return
-            acceptance = self._fallback(plan, authenticated_by)
+            acceptance = self._fallback(plan, authenticated_by)  # deduplicated by the intake
+            self.rt.markers.close_watch(watch_id)
             self.results[watch_id] = f"fallback:{acceptance.status}:{acceptance.audit_id}"
         except Exception as exc:  # noqa: BLE001 - a watch thread must never die silently
             self.results[watch_id] = f"error:{type(exc).__name__}"
@@ -137,7 +209,7 @@ class PlatformWatch:
     def _await_switch(self, plan: Plan) -> str | None:
         """The version the service settled on after the platform's rollback, or None
         when it did not within the timeout (or the platform's rollback failed)."""
-        deadline = time.monotonic() + plan.timeout_s
+        deadline = time.monotonic() + plan.seconds_left()
         failure = plan.failure
         rollback_id: str | None = None
         while True:
@@ -158,7 +230,8 @@ class PlatformWatch:
                         return None
             if time.monotonic() >= deadline:
                 return None
-            time.sleep(min(plan.poll_s, max(0.0, deadline - time.monotonic())))
+            if self._stopping.wait(min(plan.poll_s, max(0.0, deadline - time.monotonic()))):
+                return None
 
     def _record(self, plan: Plan, now: str, started: datetime) -> None:
         failure = plan.failure

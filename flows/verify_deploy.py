@@ -6,7 +6,10 @@ rollback (trigger ``verification``) through the one ``Intake`` — same dedup, p
 The flow only fetches and records: the verdicts are pure functions
 (``rollback.verification``). A deploy already older than its bake window is judged at
 once (nothing to wait for), which is also how the retrospective CLI works.
-Cancelling the run ends the bake and starts nothing.
+A person can end a live bake early, from any process: ``rollback verify promote`` writes
+a promote into the bake's marker (who, when, why), or the run is cancelled (abort); the
+bake looks for both every few seconds (``flows.bake_control``) and then ends without a
+rollback.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.exceptions import CancelledRun
+from prefect.states import Cancelled
 
+from flows.bake_control import BakeControl, Ending, live_bake
 from flows.launch import EmbeddedLauncher, Intake, default_mode, make_launcher
 from rollback.config import Config, load_config
 from rollback.config.verification import VerificationSettings, verification_for
@@ -63,35 +69,50 @@ def verify_deploy_flow(
     if settings is None or not settings.metrics:
         log.info("no verification configured for %s/%s", environment, service)
         return {"verdict": "inconclusive", "metrics": [], "rule": "no verification configured"}
-    judgement, windows = bake(config, settings, environment, service, started)
+    rt = Runtime(config)  # one runtime for the whole verification
+    judgement, windows, ending = bake(rt, settings, environment, service, started, version)
     log.info(
         "verification of %s/%s (%s): %s after %d minute(s)",
         environment,
         service,
         log_safe(version or "?"),
-        judgement.verdict,
+        ending.verdict if ending else judgement.verdict,
         len(judgement.minutes),
     )
-    _artifact(environment, service, version, judgement, windows)
+    _artifact(environment, service, version, judgement, windows, ending)
     result = judgement.as_dict()
+    if ending is not None and ending.verdict == "aborted":
+        # The run was cancelled: it ends Cancelled (not Completed) and starts nothing.
+        # (Prefect: a returned state is the run's final state; a direct call raises
+        # CancelledRun, which the embedded path logs.)
+        return Cancelled(  # type: ignore[return-value]
+            message="bake aborted (run cancelled): nothing rolled back"
+        )
+    if ending is not None:  # promoted: nothing is rolled back
+        return result | ending.as_result(judgement.verdict)
     if judgement.verdict == "fail":
         result["rollback"] = request_rollback(
-            config, environment, service, started, version, judgement, mode
+            rt, environment, service, started, version, judgement, mode
         )
     return result
 
 
 def bake(
-    config: Config,
+    rt: Runtime,
     settings: VerificationSettings,
     environment: str,
     service: str,
     deployed_at: datetime,
-) -> tuple[Judgement, Windows]:
-    """Judge every whole minute of the bake window as it ends; stop early on ``fail``."""
-    source = Runtime(config).metric_series()
+    version: str | None = None,
+) -> tuple[Judgement, Windows, Ending | None]:
+    """Judge every whole minute of the bake window as it ends; stop early on ``fail``
+    or when a person ends the bake (promote, abort)."""
+    source = rt.metric_series()
     end = floor_minute(deployed_at) + timedelta(minutes=settings.bake_minutes)
-    health_url = getattr(config.service(environment, service), "health_url", None)
+    health_url = getattr(rt.config.service(environment, service), "health_url", None)
+    control = None
+    if utcnow() < end:  # a live bake: a person may end it early
+        control = BakeControl.start(rt, live_bake(environment, service, deployed_at, version, end))
     probes: list[bool] = []
     while True:
         now = utcnow()
@@ -101,14 +122,17 @@ def bake(
         windows = fetch_windows_task(source, settings, deployed_at, min(now, end))
         judgement = analyse(settings, windows, probes)
         if not live or judgement.verdict == "fail":
-            return judgement, windows
+            return judgement, windows, control.close(judgement.verdict) if control else None
         # Wait for the next minute to end (CloudWatch publishes whole minutes).
         next_minute = floor_minute(now) + timedelta(minutes=1, seconds=5)
-        time.sleep(max(1.0, (next_minute - utcnow()).total_seconds()))
+        if control is None:
+            time.sleep(max(1.0, (next_minute - utcnow()).total_seconds()))
+        elif (ending := control.wait(next_minute)) is not None:
+            return judgement, windows, ending
 
 
 def request_rollback(
-    config: Config,
+    rt: Runtime,
     environment: str,
     service: str,
     deployed_at: datetime,
@@ -129,9 +153,9 @@ def request_rollback(
         source_event_id=f"verification:{environment}/{service}@{iso(deployed_at)}",
         authenticated_by="verification",
     )
-    launcher = make_launcher(config, mode)
+    launcher = make_launcher(rt.config, mode)
     try:
-        acceptance = Intake(config, launcher, Runtime(config)).submit(request)
+        acceptance = Intake(rt.config, launcher, rt).submit(request)
         if isinstance(launcher, EmbeddedLauncher):
             launcher.wait_idle(ROLLBACK_WAIT_S)
     finally:
@@ -165,8 +189,9 @@ def _artifact(
     version: str | None,
     judgement: Judgement,
     windows: Windows,
+    ending: Ending | None = None,
 ) -> None:
-    """A markdown artifact with the evidence per metric."""
+    """A markdown artifact with the evidence per metric (and who ended the bake)."""
     from prefect.artifacts import create_markdown_artifact
 
     rows = "\n".join(
@@ -176,9 +201,17 @@ def _artifact(
         f"{'' if e.effect is None else f'{e.effect:+.0%}'} | {markdown_escape(e.rule or '')} |"
         for e in judgement.evidence
     )
+    verdict = ending.verdict if ending else judgement.verdict
+    ended = (
+        f"**{ending.verdict.capitalize()} by {markdown_escape(ending.by)}** at {ending.at}: "
+        f"{markdown_escape(ending.reason)} (analysis so far: {judgement.verdict}; "
+        "nothing rolled back)\n\n"
+        if ending
+        else ""
+    )
     text = (
         f"# Verification of {markdown_escape(environment)}/{markdown_escape(service)} "
-        f"({markdown_escape(version or '?')}): {judgement.verdict}\n\n"
+        f"({markdown_escape(version or '?')}): {verdict}\n\n{ended}"
         f"Deploy at {iso(windows.start)}; minutes: {', '.join(judgement.minutes)}\n\n"
         "| metric | verdict | baseline | bake | U | p | effect | rule |\n"
         "|---|---|---|---|---|---|---|---|\n" + rows + "\n" + _chart(judgement, windows)
@@ -187,7 +220,7 @@ def _artifact(
         create_markdown_artifact(
             key=f"verification-{environment}-{service}".lower().replace("_", "-"),
             markdown=text,
-            description=f"verification: {judgement.verdict}",
+            description=f"verification: {verdict}",
         )
     except Exception as exc:  # noqa: BLE001 - a lost artifact never changes the verdict
         get_run_logger().warning("verification artifact not created: %s", log_safe(exc))
@@ -262,6 +295,10 @@ def wait_for_bakes(timeout: float = 60) -> bool:
 def _run_quietly(**params: Any) -> None:
     try:
         verify_deploy_flow(**params)
+    except CancelledRun:
+        logging.getLogger(__name__).info(
+            "verification of %s/%s aborted", params["environment"], params["service"]
+        )
     except Exception:  # noqa: BLE001 - a background bake must never die silently
         logging.getLogger(__name__).exception(
             "verification of %s/%s crashed", params["environment"], params["service"]

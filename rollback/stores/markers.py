@@ -1,10 +1,14 @@
 """Small facts kept beside the attempts in the audit table: the bad-version ledger
-(with mark times, an audited unmark) and claimed source events (the entrances' grants)."""
+(with mark times, an audited unmark), claimed source events (the entrances' grants), the
+running bake of each service (with a person's promote) and the receiver's open platform
+watches."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +16,39 @@ from botocore.exceptions import ClientError
 
 from rollback import aws
 from rollback.models import parse_iso, utcnow
-from rollback.stores._dynamo import to_item
+from rollback.stores._dynamo import from_item, to_item
 from rollback.stores.audit_table import AuditTable, conditional_failed, service_key, ts_key
+
+
+@dataclass(frozen=True)
+class Bake:
+    """The current bake (deploy verification) of a service, as the marker store keeps
+    it: who ended it early (promote) and how it ended (``verdict``, once over)."""
+
+    bake_id: str
+    environment: str
+    service: str
+    deployed_at: str
+    version: str | None
+    run_id: str | None
+    live_until: str
+    promoted_by: str | None = None
+    promoted_at: str | None = None
+    promote_reason: str | None = None
+    verdict: str | None = None
+
+    def running(self, now: datetime) -> bool:
+        return self.verdict is None and self.live_until > mark_ts(now)
+
+
+OPEN_WATCHES = "watches#open"
+BAKE_FIELDS = frozenset(Bake.__dataclass_fields__)
+
+
+def bake_of(item: dict[str, Any] | None) -> Bake | None:
+    if not item or item.get("record_type") != "bake":
+        return None
+    return Bake(**{k: v for k, v in item.items() if k in BAKE_FIELDS})
 
 
 class MarkerStore(AuditTable):
@@ -193,7 +228,138 @@ class MarkerStore(AuditTable):
         data = self.read_item(f"event#{event_id}", f"read claim of event {event_id}")
         return data.get("fingerprint") if data else None
 
+    # -- the running bake of each service (``bake#<env>#<service>``) and the promote
+    # signal a person writes into it, read by the bake loop in any process ---------
+
+    def start_bake(self, bake: Bake, keep_days: int = 30) -> None:
+        """The bake of ``bake.environment/service`` starts (replaces the last one)."""
+        item = asdict(bake) | {
+            "audit_id": _bake_key(bake.environment, bake.service),
+            "record_type": "bake",
+            "expires_at": int(time.time() + keep_days * 86400),
+        }
+        try:
+            self.client.put_item(TableName=self.table, Item=to_item(item))
+        except ClientError as exc:
+            raise aws.translate(exc, f"record the bake of {bake.environment}") from exc
+
+    def bake(self, environment: str, service: str) -> Bake | None:
+        """The service's current (or last) bake."""
+        key = _bake_key(environment, service)
+        return bake_of(self.read_item(key, f"read the bake of {environment}/{service}"))
+
+    def promote_bake(self, environment: str, service: str, by: str, reason: str) -> Bake | None:
+        """End the running bake early as promoted (who, when, why); None, and nothing
+        written, when no bake of the service is running (or it was promoted already)."""
+        now = utcnow()
+        values = {":by": by, ":at": mark_ts(now), ":why": reason, ":now": mark_ts(now)}
+        return self._end(
+            environment,
+            service,
+            "SET promoted_by = :by, promoted_at = :at, promote_reason = :why",
+            "attribute_not_exists(promoted_by) AND live_until > :now",
+            values,
+        )
+
+    def close_bake(self, environment: str, service: str, bake_id: str, verdict: str) -> Bake:
+        """Write how the bake ended. A promote that came first wins (the verdict stays
+        ``promoted``): returns the bake as stored, so the caller acts on that."""
+        values = {":v": verdict, ":at": mark_ts(utcnow()), ":id": bake_id}
+        closed = self._end(
+            environment,
+            service,
+            "SET verdict = :v, ended_at = :at",
+            "bake_id = :id AND attribute_not_exists(promoted_by)",
+            values,
+        )
+        if closed is not None:
+            return closed
+        stored = self.bake(environment, service)
+        if stored is None or stored.bake_id != bake_id:  # replaced by a newer bake
+            return Bake(bake_id, environment, service, "", None, None, "", verdict=verdict)
+        if stored.verdict is None:  # promoted: the bake ends as promoted, nothing else
+            values[":v"] = "promoted"
+            self._end(
+                environment, service, "SET verdict = :v, ended_at = :at", "bake_id = :id", values
+            )
+            return replace(stored, verdict="promoted")
+        return stored
+
+    def _end(
+        self,
+        environment: str,
+        service: str,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+    ) -> Bake | None:
+        """One conditional update of a bake still running; None if the condition failed."""
+        try:
+            out = self.client.update_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": _bake_key(environment, service)}),
+                UpdateExpression=update,
+                ConditionExpression="record_type = :bake AND attribute_not_exists(verdict) AND "
+                + condition,
+                ExpressionAttributeValues=to_item(values | {":bake": "bake"}),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if conditional_failed(exc):
+                return None
+            raise aws.translate(exc, f"update the bake of {environment}/{service}") from exc
+        return bake_of(from_item(out.get("Attributes", {})))
+
+    # -- the receiver's open platform watches (one item, ``watches#open``: watch id →
+    # the watch as JSON), so a restarted receiver resumes them --------------------------
+
+    def open_watch(self, watch_id: str, watch: dict[str, Any]) -> None:
+        """Keep ``watch`` (plain JSON data) open until ``close_watch``."""
+        key = to_item({"audit_id": OPEN_WATCHES})
+        try:
+            self.client.update_item(  # the map must exist before one of its keys is set
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET record_type = :t, watches = if_not_exists(watches, :m)",
+                ExpressionAttributeValues=to_item({":t": "watches", ":m": {}}),
+            )
+            self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET watches.#w = :w",
+                ExpressionAttributeNames={"#w": watch_id},
+                ExpressionAttributeValues=to_item({":w": json.dumps(watch)}),
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, f"record the open watch {watch_id}") from exc
+
+    def open_watches(self) -> dict[str, dict[str, Any]]:
+        """Every watch opened and not closed yet, by id."""
+        item = self.read_item(OPEN_WATCHES, "read the open platform watches") or {}
+        return {k: json.loads(v) for k, v in (item.get("watches") or {}).items()}
+
+    def close_watch(self, watch_id: str) -> bool:
+        """Close the watch; True if this call closed it (False: closed already, e.g. by
+        another receiver that resumed it too)."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=to_item({"audit_id": OPEN_WATCHES}),
+                UpdateExpression="REMOVE watches.#w",
+                ConditionExpression="attribute_exists(watches.#w)",
+                ExpressionAttributeNames={"#w": watch_id},
+            )
+        except ClientError as exc:
+            if conditional_failed(exc):
+                return False
+            raise aws.translate(exc, f"close the watch {watch_id}") from exc
+        return True
+
 
 def mark_ts(ts: datetime) -> str:
     """UTC, fixed width: mark times compare as strings inside DynamoDB conditions."""
     return ts_key(ts.astimezone(UTC))
+
+
+def _bake_key(environment: str, service: str) -> str:
+    return f"bake#{service_key(environment, service)}"

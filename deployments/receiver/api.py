@@ -17,14 +17,17 @@ from deployments.receiver.bodies import parse_json, read_body
 from deployments.receiver.context import Context
 from deployments.receiver.errors import Refused, error
 from deployments.signatures import verify_bearer
+from flows.launch import Acceptance
 from flows.rollback_flow import CONFIRM_TIMEOUT_S
 from rollback.config import Config
 from rollback.decisions import check_confirmation
 from rollback.errors import ConfigError
-from rollback.models import RollbackRequest, iso, utcnow
+from rollback.models import DeploymentRecord, RollbackRequest, iso, utcnow
 from rollback.runtime import Runtime
+from rollback.stores.history import record_to_dict
 
 CREDENTIAL = "api-token"
+NOT_AUTHORIZED = "missing or invalid bearer token"
 
 
 class RollbackBody(BaseModel):
@@ -40,27 +43,36 @@ class RollbackBody(BaseModel):
     dry_run: bool = False
 
 
+ROLLBACK_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": RollbackBody.model_json_schema()}},
+    }
+}
+
+
 def router(ctx: Context) -> APIRouter:
     api = APIRouter()
+    _rollback_route(api, ctx)
+    _history_routes(api, ctx)
+    _stats_route(api, ctx)
+    return api
 
-    def authorized(request: Request) -> bool:
-        token = ctx.secret(ctx.hooks.api_token_env)
-        return verify_bearer(token, request.headers.get("authorization"))
 
-    @api.post(
-        "/rollback",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": RollbackBody.model_json_schema()}},
-            }
-        },
-    )
+def authorized(ctx: Context, request: Request) -> bool:
+    """The request carries the API bearer token."""
+    token = ctx.secret(ctx.hooks.api_token_env)
+    return verify_bearer(token, request.headers.get("authorization"))
+
+
+# -- POST /rollback ---------------------------------------------------------------------------
+def _rollback_route(api: APIRouter, ctx: Context) -> None:
+    @api.post("/rollback", openapi_extra=ROLLBACK_BODY_DOC)
     async def rollback(request: Request) -> JSONResponse:
         """Start a rollback (the dashboards' API). Bearer token required; the same
         ``Idempotency-Key`` with another body is refused (422)."""
-        if not authorized(request):
-            return error(401, "missing or invalid bearer token")
+        if not authorized(ctx, request):
+            return error(401, NOT_AUTHORIZED)
         data = parse_json(await read_body(request, ctx.hooks.max_body_bytes))
         req, rollback_type = api_request(ctx.config, data, request.headers.get("idempotency-key"))
         # Say what will happen: a run that can only be refused is never "initiated".
@@ -68,115 +80,134 @@ def router(ctx: Context) -> APIRouter:
         # task runs cannot: they would only be refused).
         awaiting = confirmation_gate(ctx.config, req, can_pause=ctx.launcher.mode == "deployment")
         acceptance = await ctx.submit(req)
-        where = f"{req.environment}/{req.service}"
         if acceptance.status == "in_flight":
             return error(
-                409, f"a rollback of {where} is already in flight (audit {acceptance.audit_id})"
+                409,
+                f"a rollback of {req.environment}/{req.service} is already in flight "
+                f"(audit {acceptance.audit_id})",
             )
-        deadline = utcnow() + timedelta(seconds=CONFIRM_TIMEOUT_S)
-        if awaiting:
-            message = (
-                f"{req.environment} is protected: the run pauses before any change; type "
-                f"{awaiting} in its Resume form (monitor_url) by about {deadline:%H:%M} UTC, "
-                "or it is refused with nothing changed"
-            )
-        elif acceptance.status == "accepted":
-            message = "Rollback initiated"
-        else:
-            message = "Rollback already initiated"
-        return JSONResponse(
-            {
-                "status": "awaiting_confirmation" if awaiting else "success",
-                "message": message,
-                "data": {
-                    "audit_id": acceptance.audit_id,
-                    "workflow_run_id": acceptance.flow_run_id,
-                    "environment": req.environment,
-                    "service": req.service,
-                    "rollback_type": rollback_type,
-                    "image_tag": req.to,
-                    "estimated_duration": ctx.hooks.estimated_duration,
-                    "monitor_url": acceptance.monitor_url,
-                }
-                | ({"confirm_by": iso(deadline)} if awaiting else {}),
-            },
-            status_code=202 if awaiting else 200,
-        )
+        return rollback_answer(ctx, req, rollback_type, acceptance, awaiting)
 
+
+def rollback_answer(
+    ctx: Context,
+    req: RollbackRequest,
+    rollback_type: str,
+    acceptance: Acceptance,
+    awaiting: str | None,
+) -> JSONResponse:
+    """200 initiated (or already initiated), or 202 awaiting the typed ``awaiting`` text
+    by a deadline."""
+    deadline = utcnow() + timedelta(seconds=CONFIRM_TIMEOUT_S)
+    data = {
+        "audit_id": acceptance.audit_id,
+        "workflow_run_id": acceptance.flow_run_id,
+        "environment": req.environment,
+        "service": req.service,
+        "rollback_type": rollback_type,
+        "image_tag": req.to,
+        "estimated_duration": ctx.hooks.estimated_duration,
+        "monitor_url": acceptance.monitor_url,
+    }
+    if awaiting:
+        message = (
+            f"{req.environment} is protected: the run pauses before any change; type "
+            f"{awaiting} in its Resume form (monitor_url) by about {deadline:%H:%M} UTC, "
+            "or it is refused with nothing changed"
+        )
+        body = {"status": "awaiting_confirmation", "message": message}
+        return JSONResponse(body | {"data": data | {"confirm_by": iso(deadline)}}, status_code=202)
+    message = (
+        "Rollback initiated" if acceptance.status == "accepted" else "Rollback already initiated"
+    )
+    return JSONResponse({"status": "success", "message": message, "data": data})
+
+
+# -- GET /deployment/history ------------------------------------------------------------------
+def _history_routes(api: APIRouter, ctx: Context) -> None:
     @api.get("/deployment/history")
     async def history(
         request: Request, environment: str = "", service: str | None = None, limit: int = 50
     ) -> JSONResponse:
         """Deploys and rollbacks, newest first; every environment when none is given."""
-        if not authorized(request):
-            return error(401, "missing or invalid bearer token")
+        if not authorized(ctx, request):
+            return error(401, NOT_AUTHORIZED)
         if environment or service:
             known(ctx.config, environment, service)
         if not 1 <= limit <= 1000:
             return error(400, "limit must be between 1 and 1000")
-        from rollback.stores.history import record_to_dict
-
         envs = [environment] if environment else sorted(ctx.config.environments)
-
-        def newest() -> list[Any]:
-            found = [r for e in envs for r in ctx.runtime.history.query(e, service or None, limit)]
-            found.sort(key=lambda r: r.finished_at or r.started_at or utcnow(), reverse=True)
-            return found[:limit]
-
-        records = await run_in_threadpool(newest)
+        records = await run_in_threadpool(newest_records, ctx.runtime, envs, service, limit)
         return JSONResponse({"status": "success", "data": [record_to_dict(r) for r in records]})
 
     @api.get("/deployment/history/{record_id}")
     async def history_record(request: Request, record_id: str) -> JSONResponse:
         """One history record by its id (404 when no configured service has it)."""
-        if not authorized(request):
-            return error(401, "missing or invalid bearer token")
-        from rollback.stores.history import record_to_dict
-
+        if not authorized(ctx, request):
+            return error(401, NOT_AUTHORIZED)
         places = [(e, s) for e, env in ctx.config.environments.items() for s in env.services]
         record = await run_in_threadpool(ctx.runtime.history.get, record_id[:200], places)
         if record is None:
             return error(404, "no history record with that id")
         return JSONResponse({"status": "success", "data": record_to_dict(record)})
 
+
+def newest_records(
+    rt: Runtime, environments: list[str], service: str | None, limit: int
+) -> list[DeploymentRecord]:
+    """The ``limit`` newest history records of ``environments`` (by time, every one)."""
+    found = [r for e in environments for r in rt.history.query(e, service or None, limit)]
+    found.sort(key=lambda r: r.finished_at or r.started_at or utcnow(), reverse=True)
+    return found[:limit]
+
+
+# -- GET /deployment/stats --------------------------------------------------------------------
+def _stats_route(api: APIRouter, ctx: Context) -> None:
     @api.get("/deployment/stats")
     async def stats(
         request: Request, environment: str = "", period: int | None = None, days: int = 30
     ) -> JSONResponse:
         """The report's numbers over the last ``period`` days (``days`` is the older
         name) for one environment, or for every environment (keyed by name) without one."""
-        if not authorized(request):
-            return error(401, "missing or invalid bearer token")
+        if not authorized(ctx, request):
+            return error(401, NOT_AUTHORIZED)
         if environment:
             known(ctx.config, environment, None)
         days = period if period is not None else days
         if not 1 <= days <= 366:
             return error(400, "days must be between 1 and 366")
-        if environment:
-            data = await run_in_threadpool(deployment_stats, ctx.runtime, environment, days)
-            return JSONResponse({"status": "success", "data": data})
-        every = {
-            env: await run_in_threadpool(deployment_stats, ctx.runtime, env, days)
-            for env in sorted(ctx.config.environments)
-        }
-        return JSONResponse({"status": "success", "data": {"environments": every}})
+        envs = [environment] if environment else sorted(ctx.config.environments)
+        every = await run_in_threadpool(environments_stats, ctx.runtime, envs, days)
+        data = every[environment] if environment else {"environments": every}
+        return JSONResponse({"status": "success", "data": data})
 
-    return api
+
+STATS_KEYS = ("environment", "generatedAt", "window", "stats", "recentTrends", "dora", "rollbacks")
 
 
 def deployment_stats(rt: Runtime, environment: str, days: int) -> dict[str, Any]:
     """The same numbers ``reports.metrics`` computes for the metrics report."""
+    return environments_stats(rt, [environment], days)[environment]
+
+
+def environments_stats(
+    rt: Runtime, environments: list[str], days: int
+) -> dict[str, dict[str, Any]]:
+    """``deployment_stats`` of each environment, keyed by name; the audit table is read
+    once for all of them (each environment's history is its own windowed read)."""
     from reports.load import audit_from_store, history_from_store
     from reports.metrics import compute, reads_from
 
     now = utcnow()
-    history = history_from_store(rt.history, environment, reads_from(now, days), now)
     audit = audit_from_store(rt.audit)
-    document = compute(history, audit, environment, now, days).document
-    keys = ("environment", "generatedAt", "window", "stats", "recentTrends", "dora", "rollbacks")
-    return {k: document[k] for k in keys if k in document} | {
-        "services": document.get("services", {})
-    }
+    every: dict[str, dict[str, Any]] = {}
+    for environment in environments:
+        history = history_from_store(rt.history, environment, reads_from(now, days), now)
+        document = compute(history, audit, environment, now, days).document
+        every[environment] = {k: document[k] for k in STATS_KEYS if k in document} | {
+            "services": document.get("services", {})
+        }
+    return every
 
 
 def confirmation_gate(config: Config, request: RollbackRequest, *, can_pause: bool) -> str | None:

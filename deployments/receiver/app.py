@@ -56,24 +56,7 @@ def create_app(
 ) -> FastAPI:
     """The receiver app. ``sns_verifier`` and ``environ`` are injectable for tests (a
     verifier that accepts a local certificate URL; generated secrets)."""
-    hooks = config.webhooks or WebhooksConfig()
-    problems = events.route_errors(config) + credential_errors(hooks)
-    if problems:
-        raise ConfigError(f"{config.source or '<config>'}: " + "; ".join(problems))
-    rt = runtime or Runtime(config)
-    verifier = sns_verifier or SnsVerifier()
-    verifier.configure(hooks.sns.cert_cache_size, hooks.sns.cert_fetch_timeout_s)
-    ctx = Context(
-        config=config,
-        hooks=hooks,
-        env=os.environ if environ is None else environ,
-        launcher=launcher,
-        runtime=rt,
-        intake=Intake(config, launcher, rt),
-        verifier=verifier,
-    )
-    if not hooks.sns.topic_arns:
-        log.info("SNS is off: webhooks.sns.topic_arns names no topic")
+    ctx = _context(config, launcher, runtime, sns_verifier, environ)
     app = FastAPI(
         title="rollback receiver",
         description="Signed webhooks and the REST API that start rollbacks.",
@@ -86,20 +69,57 @@ def create_app(
     app.state.intake = ctx.intake
     # ECS circuit breaker / CodeDeploy automatic rollbacks are watched, not fought.
     watch = PlatformWatch(
-        config,
-        rt,
-        ctx.intake,
-        platform or rt.platform_rollbacks(),
+        config, ctx.runtime, ctx.intake, platform or ctx.runtime.platform_rollbacks()
     )
     app.state.platform_watch = watch
+    watch.resume()  # watches an earlier receiver left open go on (flows/platform_watch.py)
     app.add_middleware(CatchInternalErrors)
     _handlers(app)
     _docs(app)
+    _probes(app, ctx)
+    app.include_router(github.router(ctx))
+    app.include_router(cloudwatch.router(ctx))
+    app.include_router(aws_events_router.router(ctx, watch))
+    app.include_router(api.router(ctx))
+    return app
+
+
+def _context(
+    config: Config,
+    launcher: Launcher,
+    runtime: Runtime | None,
+    sns_verifier: SnsVerifier | None,
+    environ: Mapping[str, str] | None,
+) -> Context:
+    """What every router shares; refuses (ConfigError) settings that would map an event
+    nowhere or let one credential open two entrances."""
+    hooks = config.webhooks or WebhooksConfig()
+    problems = events.route_errors(config) + credential_errors(hooks)
+    if problems:
+        raise ConfigError(f"{config.source or '<config>'}: " + "; ".join(problems))
+    rt = runtime or Runtime(config)
+    verifier = sns_verifier or SnsVerifier()
+    verifier.configure(hooks.sns.cert_cache_size, hooks.sns.cert_fetch_timeout_s)
+    if not hooks.sns.topic_arns:
+        log.info("SNS is off: webhooks.sns.topic_arns names no topic")
+    return Context(
+        config=config,
+        hooks=hooks,
+        env=os.environ if environ is None else environ,
+        launcher=launcher,
+        runtime=rt,
+        intake=Intake(config, launcher, rt),
+        verifier=verifier,
+    )
+
+
+def _probes(app: FastAPI, ctx: Context) -> None:
+    """``/healthz`` (liveness) and ``/readyz`` (readiness: the stores answer)."""
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         """Liveness: the process answers (no store is touched)."""
-        return {"status": "ok", "mode": launcher.mode}
+        return {"status": "ok", "mode": ctx.launcher.mode}
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
@@ -108,13 +128,7 @@ def create_app(
         if problem:
             log.warning("not ready: %s", printable(problem, 300))
             return error(503, f"not ready: {problem}", headers={"Retry-After": str(RETRY_AFTER_S)})
-        return JSONResponse({"status": "ready", "mode": launcher.mode})
-
-    app.include_router(github.router(ctx))
-    app.include_router(cloudwatch.router(ctx))
-    app.include_router(aws_events_router.router(ctx, watch))
-    app.include_router(api.router(ctx))
-    return app
+        return JSONResponse({"status": "ready", "mode": ctx.launcher.mode})
 
 
 def _docs(app: FastAPI) -> None:

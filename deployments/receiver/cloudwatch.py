@@ -42,17 +42,9 @@ def router(ctx: Context) -> APIRouter:
     async def cloudwatch(request: Request) -> JSONResponse:
         """A CloudWatch alarm state change: alarm action, EventBridge (alarm token), or
         an SNS notification (signed, from an accepted topic)."""
-        body = await read_body(request, ctx.hooks.max_body_bytes)
-        headers = request.headers
-        if headers.get("x-amz-sns-message-type") or not headers.get("authorization"):
-            message = sns_message(body)
-            if message is None:
-                return error(401, NO_CREDENTIAL)
+        body, message = await admit(ctx, request, "alarm request")
+        if message is not None:
             return await sns(message)
-        refusal = alarm_token_refusal(ctx, headers.get("authorization"))
-        if refusal:
-            ctx.refusals.note("alarm request refused: %s", refusal)
-            return error(401, refusal)
         change = events.alarm_change(parse_json(body))
         if change is None:
             return error(400, "not a CloudWatch alarm state change (alarm action or EventBridge)")
@@ -63,7 +55,7 @@ def router(ctx: Context) -> APIRouter:
         if answer is not None:
             return answer
         topic = message["TopicArn"]
-        change = events.alarm_change(_inner(message.get("Message")))
+        change = events.alarm_change(inner_message(message))
         if change is None:
             return JSONResponse(
                 {"status": "ignored", "reason": "SNS message is not a CloudWatch alarm"}
@@ -74,6 +66,24 @@ def router(ctx: Context) -> APIRouter:
         return await ctx.act(mapped, f"sns:{topic}")
 
     return api
+
+
+async def admit(ctx: Context, request: Request, what: str) -> tuple[bytes, dict[str, str] | None]:
+    """The body of a request to an AWS entrance, and its SNS envelope when it came by SNS
+    (its signature still to verify: ``sns_answer``); without one, the body was admitted by
+    the alarm token. Refused (401) otherwise, before the body is parsed past the envelope."""
+    body = await read_body(request, ctx.hooks.max_body_bytes)
+    headers = request.headers
+    if headers.get("x-amz-sns-message-type") or not headers.get("authorization"):
+        message = sns_message(body)
+        if message is None:
+            raise Refused(401, NO_CREDENTIAL)
+        return body, message
+    refusal = alarm_token_refusal(ctx, headers.get("authorization"))
+    if refusal:
+        ctx.refusals.note(f"{what} refused: %s", refusal)
+        raise Refused(401, refusal)
+    return body, None
 
 
 async def confirm_subscription(ctx: Context, message: Mapping[str, str]) -> JSONResponse:
@@ -154,9 +164,10 @@ def sns_message(body: bytes) -> dict[str, str] | None:
         return None
 
 
-def _inner(text: str | None) -> Any:
-    """The CloudWatch alarm JSON inside a verified Notification's Message, or None."""
+def inner_message(message: Mapping[str, str]) -> Any:
+    """The JSON inside a verified Notification's Message (a CloudWatch alarm, an
+    EventBridge event), or None."""
     try:
-        return parse_json((text or "").encode())
+        return parse_json((message.get("Message") or "").encode())
     except Refused:
         return None

@@ -1,12 +1,16 @@
 """The receiver under test, shared by the webhook and security tests: the real FastAPI
 app served by uvicorn on loopback, the embedded launcher running the real rollback flow
-on the session Prefect server, against the moto sandbox; secrets generated per test."""
+on the session Prefect server, against the moto sandbox; secrets generated per test.
+
+The fixtures at the end (``world``, ``receiver``, ``local_http``, ``signer``,
+``sns_receiver``) reach the tests through ``tests/functional/conftest.py`` and
+``tests/security/conftest.py``."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ from flows.launch import EmbeddedLauncher
 from rollback import aws
 from rollback.config import Config, load_config
 from rollback.runtime import Runtime
-from tests.unit.webhooks.helpers import github_headers, new_secret
+from tests.unit.webhooks.helpers import SnsSigner, github_headers, new_secret
 
 REPO = "octo-org/octo-repo"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:alarms"
@@ -91,6 +95,7 @@ class Receiver:
         verifier: SnsVerifier | None = None,
         environ: Mapping[str, str] | None = None,
         platform: Any = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.github_secret = new_secret()
         self.token = new_secret()
@@ -103,7 +108,12 @@ class Receiver:
             "TEST_ALARM_TOKEN": self.alarm_token,
         } | dict(environ or {})
         self.app = create_app(
-            config, self.launcher, sns_verifier=verifier, environ=self.environ, platform=platform
+            config,
+            self.launcher,
+            runtime=runtime,
+            sns_verifier=verifier,
+            environ=self.environ,
+            platform=platform,
         )
         self.texts: list[str] = []
         self._server = background_server(self.app)
@@ -200,3 +210,41 @@ def local_verifier(local: LocalHttp, region: str = "us-east-1") -> SnsVerifier:
     return SnsVerifier(
         url_allowed=lambda url: url.startswith(local.url + "/"), region_of=lambda url: region
     )
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture
+def world(aws: str, prefect_server: None, tmp_path: Path) -> Config:
+    """The moto sandbox seeded (staging/api runs the bad api:4) and its config."""
+    return seed_world(write_config(tmp_path / "config.yaml"))
+
+
+@pytest.fixture
+def receiver(world: Config) -> Iterator[Receiver]:
+    """The receiver over ``world``; its rollbacks are waited for before it stops."""
+    rx = Receiver(world)
+    yield rx
+    rx.stop()
+
+
+@pytest.fixture
+def local_http() -> Iterator[LocalHttp]:
+    server = LocalHttp()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def signer(local_http: LocalHttp) -> SnsSigner:
+    """An SNS signer whose certificate ``local_http`` serves at ``/cert.pem``."""
+    signer = SnsSigner()
+    local_http.files["/cert.pem"] = signer.cert_pem
+    return signer
+
+
+@pytest.fixture
+def sns_receiver(world: Config, local_http: LocalHttp) -> Iterator[Receiver]:
+    """The receiver over ``world``, fetching SNS certificates from ``local_http``."""
+    rx = Receiver(world, local_verifier(local_http))
+    yield rx
+    rx.stop()

@@ -5,19 +5,7 @@ answer is 202 awaiting_confirmation: tests/functional/test_ui_manual_run.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from rollback.config import Config
-from tests.functional.receiver_rig import (
-    Receiver,
-    audit_count,
-    running,
-    seed_world,
-    write_config,
-)
+from tests.functional.receiver_rig import Receiver, audit_count, running
 
 BODY = {
     "environment": "prod",
@@ -26,14 +14,6 @@ BODY = {
     "user_id": "alice",
     "reason": "5xx",
 }
-
-
-@pytest.fixture
-def receiver(aws: str, prefect_server: None, tmp_path: Path) -> Iterator[Receiver]:
-    world: Config = seed_world(write_config(tmp_path / "config.yaml"))
-    rx = Receiver(world)
-    yield rx
-    rx.stop()
 
 
 def test_embedded_without_confirmation_is_403_and_starts_nothing(receiver: Receiver) -> None:

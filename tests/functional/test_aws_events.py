@@ -5,7 +5,6 @@ tests/fakes/ecs_circuit_breaker.py, which moto lacks)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,18 +146,11 @@ def test_circuit_breaker_that_does_not_finish_is_taken_over(config_path: Path) -
         stop(rx)
 
 
-@pytest.fixture
-def local_http() -> Iterator[LocalHttp]:
-    server = LocalHttp()
-    yield server
-    server.close()
-
-
-def test_eventbridge_through_sns_is_signed(config_path: Path, local_http: LocalHttp) -> None:
+def test_eventbridge_through_sns_is_signed(
+    config_path: Path, local_http: LocalHttp, signer: SnsSigner
+) -> None:
     # GIVEN the EventBridge rule targets an SNS topic the receiver accepts
     config = seed_world(config_path)
-    signer = SnsSigner()
-    local_http.files["/cert.pem"] = signer.cert_pem
     ecs = CircuitBreakerEcs(aws.client("ecs"), {})
     rx = Receiver(config, local_verifier(local_http), platform=AwsPlatformRollbacks(ecs=ecs))
     headers = {"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain"}
@@ -184,14 +176,16 @@ def test_eventbridge_through_sns_is_signed(config_path: Path, local_http: LocalH
         stop(rx)
 
 
+def with_verification(data: dict[str, Any]) -> None:
+    """Staging/api verified by one CloudWatch metric after each deploy."""
+    data["environments"]["staging"]["verification"] = {
+        "metrics": [{"name": "cpu", "namespace": "AWS/ECS", "metric": "CPUUtilization"}]
+    }
+
+
 def test_completed_deployment_starts_its_bake_once(config_path: Path) -> None:
     # GIVEN staging/api has verification configured
-    def verify(data: dict[str, Any]) -> None:
-        data["environments"]["staging"]["verification"] = {
-            "metrics": [{"name": "cpu", "namespace": "AWS/ECS", "metric": "CPUUtilization"}]
-        }
-
-    edit_config(config_path, verify)
+    edit_config(config_path, with_verification)
     config = seed_world(config_path)
     rx = breaker_receiver(config, on=True)
     try:
@@ -212,9 +206,7 @@ def test_completed_deployment_starts_its_bake_once(config_path: Path) -> None:
 def test_github_deployment_success_starts_its_bake(config_path: Path) -> None:
     # GIVEN staging/api has verification and a GitHub rule maps acme deployments to it
     def verify(data: dict[str, Any]) -> None:
-        data["environments"]["staging"]["verification"] = {
-            "metrics": [{"name": "cpu", "namespace": "AWS/ECS", "metric": "CPUUtilization"}]
-        }
+        with_verification(data)
         data["webhooks"]["github"]["rules"].append(
             {"repository": "acme/shop", "github_environment": "staging", "environment": "staging",
              "service": "api"}

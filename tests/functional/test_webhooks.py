@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from deployments.cli.serve import background_server
 from deployments.receiver import create_app
@@ -25,7 +24,7 @@ from tests.functional.receiver_rig import (
     LocalHttp,
     Receiver,
     audit_count,
-    local_verifier,
+    edit_config,
     running,
     seed_world,
     write_config,
@@ -41,20 +40,6 @@ from tests.unit.webhooks.helpers import (
     sns_notification,
     sns_time,
 )
-
-
-@pytest.fixture
-def world(aws: str, prefect_server: None, tmp_path: Path) -> Config:
-    return seed_world(write_config(tmp_path / "config.yaml"))
-
-
-@pytest.fixture
-def receiver(world: Config) -> Iterator[Receiver]:
-    rx = Receiver(world)
-    yield rx
-    rx.wait()
-    rx.close()
-    rx.launcher.close()
 
 
 def test_signed_failure_rolls_the_service_back(
@@ -208,11 +193,11 @@ def test_branch_rule_and_deployment_status(world: Config, tmp_path: Path) -> Non
             "service": "api",
         },
     ]
-    path = write_config(tmp_path / "rules.yaml")
-    data = yaml.safe_load(path.read_text())
-    data["webhooks"]["github"]["rules"] = rules
-    path.write_text(yaml.safe_dump(data))
-    rx = Receiver(load_config(path))
+    config = edit_config(
+        write_config(tmp_path / "rules.yaml"),
+        lambda data: data["webhooks"]["github"].update(rules=rules),
+    )
+    rx = Receiver(config)
     try:
         # WHEN a failure on another branch arrives  THEN no rule matches
         assert rx.github(failed_run()).json()["status"] == "ignored"  # head_branch master
@@ -355,28 +340,10 @@ def test_alarm_shapes_and_transitions(receiver: Receiver) -> None:
     assert running() == "api:3" and audit_count(receiver.config) == 1
 
 
-@pytest.fixture
-def local_http() -> Iterator[LocalHttp]:
-    server = LocalHttp()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def sns_receiver(world: Config, local_http: LocalHttp) -> Iterator[tuple[Receiver, SnsSigner]]:
-    signer = SnsSigner()
-    local_http.files["/cert.pem"] = signer.cert_pem
-    rx = Receiver(world, local_verifier(local_http))
-    yield rx, signer
-    rx.wait()
-    rx.close()
-    rx.launcher.close()
-
-
 def test_sns_notification_signed_and_tampered(
-    sns_receiver: tuple[Receiver, SnsSigner], local_http: LocalHttp
+    sns_receiver: Receiver, local_http: LocalHttp, signer: SnsSigner
 ) -> None:
-    receiver, signer = sns_receiver
+    receiver = sns_receiver
     cert = local_http.url + "/cert.pem"
     headers = {"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain"}
     # GIVEN an SNS notification signed with a key that is not the certificate's
@@ -406,9 +373,9 @@ def test_sns_notification_signed_and_tampered(
 
 
 def test_sns_subscription_confirmation(
-    sns_receiver: tuple[Receiver, SnsSigner], local_http: LocalHttp
+    sns_receiver: Receiver, local_http: LocalHttp, signer: SnsSigner
 ) -> None:
-    receiver, signer = sns_receiver
+    receiver = sns_receiver
     # GIVEN a signed SubscriptionConfirmation
     message = signer.sign(
         {
@@ -570,6 +537,52 @@ def test_history_and_stats(receiver: Receiver) -> None:
     )
 
 
+class CountingDynamodb:
+    """The real DynamoDB client (the moto server), counting the Scans of each table."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.scans: Counter[str] = Counter()
+
+    def scan(self, **kwargs: Any) -> Any:
+        self.scans[kwargs["TableName"]] += 1
+        return self._client.scan(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_stats_of_every_environment_read_the_audit_once(world: Config) -> None:
+    # GIVEN the receiver's stores reached through a client that counts Scans, and the
+    # numbers of each environment asked for on its own
+    dynamodb = CountingDynamodb(aws.client("dynamodb"))
+    rx = Receiver(world, runtime=Runtime(world, dynamodb=dynamodb))
+    try:
+        auth = rx.bearer()
+        alone = {
+            env: rx.client.get(f"/deployment/stats?environment={env}&days=7", headers=auth)
+            for env in ("prod", "staging")
+        }
+        dynamodb.scans.clear()
+        # WHEN the dashboard asks for every environment at once
+        resp = rx.client.get("/deployment/stats?days=7", headers=auth)
+        # THEN the audit table is scanned once, not once per environment
+        assert resp.status_code == 200, resp.text
+        assert dynamodb.scans[world.stores.audit_table] == 1
+        # and each environment's numbers are the ones it gets alone
+        every = resp.json()["data"]["environments"]
+        assert sorted(every) == ["prod", "staging"]
+        for env, one in alone.items():
+            assert one.status_code == 200, one.text
+            expected = one.json()["data"]
+            assert every[env]["stats"] == expected["stats"]
+            assert every[env]["rollbacks"] == expected["rollbacks"]
+            assert every[env]["services"] == expected["services"]
+        assert every["staging"]["stats"]["totalDeployments"] == 4
+    finally:
+        rx.stop()
+
+
 # -- the deployment path: a real Prefect server, a served deployment, `rollback serve` -------
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> Any:
     import subprocess
@@ -634,9 +647,7 @@ def test_deployment_path_with_a_prefect_server(aws: str, tmp_path: Path) -> None
     # GIVEN a Prefect server, the rollback flow served as rollback/rollback-auto, and the
     # receiver in deployment mode — each a real process
     path = write_config(tmp_path / "config.yaml")
-    data = yaml.safe_load(path.read_text())
-    data["webhooks"]["mode"] = "deployment"
-    path.write_text(yaml.safe_dump(data))
+    edit_config(path, lambda data: data["webhooks"].update(mode="deployment"))
     seed_world(path)
     api_port, rx_port = free_port(), free_port()
     api = f"http://127.0.0.1:{api_port}/api"

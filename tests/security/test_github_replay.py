@@ -4,7 +4,6 @@ fork, or a run triggered by an event not in ``webhooks.github.events``, is ignor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,9 @@ from tests.functional.receiver_rig import (
     audit_count,
     edit_config,
     running,
-    seed_world,
     write_config,
 )
 from tests.unit.webhooks.helpers import failed_run, fixture
-
-
-@pytest.fixture
-def world(aws: str, prefect_server: None, tmp_path: Path) -> Config:
-    return seed_world(write_config(tmp_path / "config.yaml"))
-
-
-@pytest.fixture
-def receiver(world: Config) -> Iterator[Receiver]:
-    rx = Receiver(world)
-    yield rx
-    rx.stop()
 
 
 def test_replayed_deployment_status_is_one_rollback(tmp_path: Path, world: Config) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,25 +22,12 @@ from tests.functional.receiver_rig import (
     Receiver,
     edit_config,
     running,
-    seed_world,
     write_config,
 )
 from tests.servers import free_port
 from tests.unit.webhooks.helpers import failed_run, github_headers
 
 THROTTLED = (400, b'{"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException"}')
-
-
-@pytest.fixture
-def world(aws: str, prefect_server: None, tmp_path: Path) -> Config:
-    return seed_world(write_config(tmp_path / "config.yaml"))
-
-
-@pytest.fixture
-def receiver(world: Config) -> Iterator[Receiver]:
-    rx = Receiver(world)
-    yield rx
-    rx.stop()
 
 
 def test_incidents_during_a_rollback_are_all_recorded(receiver: Receiver) -> None:

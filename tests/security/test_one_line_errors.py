@@ -111,13 +111,21 @@ def without_tables(config: Path) -> Path:
     return config
 
 
-RUN = ("run", "--env", "staging", "--service", "api", "--reason", "test")
+def history(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``rollback history`` of staging with ``config``."""
+    return cli("history", "--config", str(config), "--env", "staging", **env)
+
+
+def run(config: Path, prefect_api_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``rollback run`` of staging/api with ``config``, flows on the test Prefect server."""
+    args = ("--env", "staging", "--service", "api", "--reason", "test")
+    return cli("run", "--config", str(config), *args, PREFECT_API_URL=prefect_api_url, **env)
 
 
 # -- missing table (create_tables: false): fix the setup, exit 2 ------------------------
 def test_missing_table_history_is_one_line_exit_2(aws: str, tmp_path: Path) -> None:
     config = without_tables(make_world(tmp_path))
-    out = cli("history", "--config", str(config), "--env", "staging")
+    out = history(config)
     assert out.returncode == 2, out.stderr
     line = one_line(out)
     assert "missing-" in line and "create_tables" in line
@@ -127,7 +135,7 @@ def test_missing_table_run_is_one_line_exit_2(
     aws: str, tmp_path: Path, prefect_api_url: str
 ) -> None:
     config = without_tables(make_world(tmp_path))
-    out = cli(RUN[0], "--config", str(config), *RUN[1:], PREFECT_API_URL=prefect_api_url)
+    out = run(config, prefect_api_url)
     assert out.returncode == 2, out.stderr
     line = one_line(out)
     assert "missing-" in line and "create_tables" in line
@@ -138,7 +146,7 @@ def test_missing_table_run_is_one_line_exit_2(
 def test_unreachable_aws_history_is_one_line_exit_1(aws: str, tmp_path: Path) -> None:
     config = make_world(tmp_path)
     dead = f"http://127.0.0.1:{closed_port()}"
-    out = cli("history", "--config", str(config), "--env", "staging", AWS_ENDPOINT_URL=dead)
+    out = history(config, AWS_ENDPOINT_URL=dead)
     assert out.returncode == 1, out.stderr
     assert "127.0.0.1" in one_line(out) or "unreachable" in one_line(out).lower()
 
@@ -148,35 +156,22 @@ def test_unreachable_aws_run_is_one_line_exit_1(
 ) -> None:
     config = make_world(tmp_path)
     dead = f"http://127.0.0.1:{closed_port()}"
-    out = cli(
-        RUN[0],
-        "--config",
-        str(config),
-        *RUN[1:],
-        PREFECT_API_URL=prefect_api_url,
-        AWS_ENDPOINT_URL=dead,
-    )
+    out = run(config, prefect_api_url, AWS_ENDPOINT_URL=dead)
     assert out.returncode == 1, out.stdout + out.stderr
     one_line(out)
 
 
 # -- Slack down: one warning, the outcome unchanged -------------------------------------
+def with_slack(data: dict[str, Any]) -> None:
+    data["notifications"] = {"slack": {"webhook_env": "TEST_SLACK_URL"}}
+
+
 def test_slack_down_is_one_warning_and_the_rollback_succeeds(
     aws: str, tmp_path: Path, prefect_api_url: str
 ) -> None:
-    def slack(data: dict[str, Any]) -> None:
-        data["notifications"] = {"slack": {"webhook_env": "TEST_SLACK_URL"}}
-
-    config = make_world(tmp_path, edit=slack)
+    config = make_world(tmp_path, edit=with_slack)
     with http_sink(status=503) as sink:
-        out = cli(
-            RUN[0],
-            "--config",
-            str(config),
-            *RUN[1:],
-            PREFECT_API_URL=prefect_api_url,
-            TEST_SLACK_URL=sink.url + "/services/T0/B0/secretpart",
-        )
+        out = run(config, prefect_api_url, TEST_SLACK_URL=sink.url + "/services/T0/B0/secretpart")
     assert out.returncode == 0, out.stderr
     assert "rollback succeeded" in out.stdout.lower()
     line = one_line(out)
@@ -188,16 +183,10 @@ def test_slack_down_is_one_warning_and_the_rollback_succeeds(
 def test_slack_unreachable_is_one_warning_and_the_rollback_succeeds(
     aws: str, tmp_path: Path, prefect_api_url: str
 ) -> None:
-    def slack(data: dict[str, Any]) -> None:
-        data["notifications"] = {"slack": {"webhook_env": "TEST_SLACK_URL"}}
-
-    config = make_world(tmp_path, edit=slack)
-    out = cli(
-        RUN[0],
-        "--config",
-        str(config),
-        *RUN[1:],
-        PREFECT_API_URL=prefect_api_url,
+    config = make_world(tmp_path, edit=with_slack)
+    out = run(
+        config,
+        prefect_api_url,
         TEST_SLACK_URL=f"http://127.0.0.1:{closed_port()}/services/T0/B0/secretpart",
     )
     assert out.returncode == 0, out.stderr
@@ -209,14 +198,7 @@ def test_slack_unreachable_is_one_warning_and_the_rollback_succeeds(
 def test_dynamodb_access_denied_names_the_call(aws: str, tmp_path: Path) -> None:
     config = make_world(tmp_path)
     with refusing_proxy(aws, "Query") as proxy:
-        out = cli(
-            "history",
-            "--config",
-            str(config),
-            "--env",
-            "staging",
-            AWS_ENDPOINT_URL_DYNAMODB=proxy,
-        )
+        out = history(config, AWS_ENDPOINT_URL_DYNAMODB=proxy)
     assert out.returncode == 1, out.stderr
     line = one_line(out)
     assert "Query" in line and "AccessDenied" in line
@@ -227,14 +209,7 @@ def test_ecs_update_service_denied_fails_with_one_line_naming_the_call(
 ) -> None:
     config = make_world(tmp_path)
     with refusing_proxy(aws, "UpdateService") as proxy:
-        out = cli(
-            RUN[0],
-            "--config",
-            str(config),
-            *RUN[1:],
-            PREFECT_API_URL=prefect_api_url,
-            AWS_ENDPOINT_URL_ECS=proxy,
-        )
+        out = run(config, prefect_api_url, AWS_ENDPOINT_URL_ECS=proxy)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "Traceback" not in out.stderr, out.stderr
     assert len([ln for ln in out.stderr.splitlines() if ln.strip()]) <= 1, out.stderr

@@ -6,7 +6,6 @@ Through the real receiver over HTTP, against the moto server."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,7 @@ from tests.functional.receiver_rig import (
     Receiver,
     audit_count,
     edit_config,
-    local_verifier,
     running,
-    seed_world,
     write_config,
 )
 from tests.unit.webhooks.helpers import (
@@ -35,18 +32,6 @@ from tests.unit.webhooks.helpers import (
     sns_alarm_message,
     sns_notification,
 )
-
-
-@pytest.fixture
-def world(aws: str, prefect_server: None, tmp_path: Path) -> Config:
-    return seed_world(write_config(tmp_path / "config.yaml"))
-
-
-@pytest.fixture
-def receiver(world: Config) -> Iterator[Receiver]:
-    rx = Receiver(world)
-    yield rx
-    rx.stop()
 
 
 def claim_of(config: Config, event_id: str) -> tuple[str, str | None] | None:
@@ -126,50 +111,40 @@ def test_receiver_refuses_to_start_when_both_entrances_share_a_variable(
         create_app(config, EmbeddedLauncher(config), environ={})
 
 
-def test_every_entrance_names_its_credential(world: Config, local_http: LocalHttp) -> None:
+def test_every_entrance_names_its_credential(
+    sns_receiver: Receiver, local_http: LocalHttp, signer: SnsSigner
+) -> None:
     # GIVEN a receiver with all four entrances
-    signer = SnsSigner()
-    local_http.files["/cert.pem"] = signer.cert_pem
-    rx = Receiver(world, local_verifier(local_http))
-    rt = Runtime(world)
-    try:
-        # WHEN a GitHub failure arrives  THEN its claim names github-hmac
-        resp = rx.github(failed_run())
-        assert resp.status_code == 202, resp.text
-        rx.wait()
-        github_event = "github:octo-org/octo-repo/actions/runs/289782451/attempts/1"
-        assert rt.markers.event_claim(github_event) == (resp.json()["audit_id"], "github-hmac")
-        # WHEN an SNS alarm arrives (the service now in cooldown: refused by the flow,
-        # still recorded)  THEN its claim names the topic
-        message = signer.sign(
-            sns_notification(sns_alarm_message("api-5xx")), local_http.url + "/cert.pem"
-        )
-        resp = rx.post("/webhooks/cloudwatch", content=json.dumps(message))
-        assert resp.status_code in (200, 202), resp.text
-        rx.wait()
-        claim = rt.markers.event_claim(f"cloudwatch:sns:{message['MessageId']}")
-        assert claim is not None and claim[1] == f"sns:{TOPIC}"
-        # WHEN the REST API is called with an Idempotency-Key  THEN api-token
-        body = {
-            "environment": "staging",
-            "rollback_type": "quick",
-            "user_id": "alice",
-            "reason": "checkout errors",
-            "dry_run": True,
-        }
-        resp = rx.post("/rollback", json=body, headers=rx.bearer() | {"Idempotency-Key": "k-1"})
-        assert resp.status_code == 200, resp.text
-        rx.wait()
-        assert rt.markers.event_claim("api:k-1") == (resp.json()["data"]["audit_id"], "api-token")
-        # and no secret was ever answered
-        for text in rx.texts:
-            assert rx.token not in text and rx.github_secret not in text
-    finally:
-        rx.stop()
-
-
-@pytest.fixture
-def local_http() -> Iterator[LocalHttp]:
-    server = LocalHttp()
-    yield server
-    server.close()
+    rx = sns_receiver
+    rt = Runtime(rx.config)
+    # WHEN a GitHub failure arrives  THEN its claim names github-hmac
+    resp = rx.github(failed_run())
+    assert resp.status_code == 202, resp.text
+    rx.wait()
+    github_event = "github:octo-org/octo-repo/actions/runs/289782451/attempts/1"
+    assert rt.markers.event_claim(github_event) == (resp.json()["audit_id"], "github-hmac")
+    # WHEN an SNS alarm arrives (the service now in cooldown: refused by the flow,
+    # still recorded)  THEN its claim names the topic
+    message = signer.sign(
+        sns_notification(sns_alarm_message("api-5xx")), local_http.url + "/cert.pem"
+    )
+    resp = rx.post("/webhooks/cloudwatch", content=json.dumps(message))
+    assert resp.status_code in (200, 202), resp.text
+    rx.wait()
+    claim = rt.markers.event_claim(f"cloudwatch:sns:{message['MessageId']}")
+    assert claim is not None and claim[1] == f"sns:{TOPIC}"
+    # WHEN the REST API is called with an Idempotency-Key  THEN api-token
+    body = {
+        "environment": "staging",
+        "rollback_type": "quick",
+        "user_id": "alice",
+        "reason": "checkout errors",
+        "dry_run": True,
+    }
+    resp = rx.post("/rollback", json=body, headers=rx.bearer() | {"Idempotency-Key": "k-1"})
+    assert resp.status_code == 200, resp.text
+    rx.wait()
+    assert rt.markers.event_claim("api:k-1") == (resp.json()["data"]["audit_id"], "api-token")
+    # and no secret was ever answered
+    for text in rx.texts:
+        assert rx.token not in text and rx.github_secret not in text

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-from rollback.config import Config
-from tests.functional.receiver_rig import Receiver, audit_count, seed_world, write_config
+from tests.functional.receiver_rig import Receiver, audit_count
 from tests.unit.webhooks.helpers import failed_run, sns_alarm_message, sns_notification, sns_time
 
 JUNK: list[bytes] = [
@@ -34,18 +31,6 @@ JUNK: list[bytes] = [
     b'{"detail-type": "CloudWatch Alarm State Change", "resources": 5, "detail": []}',
     b"1" * 5000,
 ]
-
-
-@pytest.fixture
-def world(aws: str, prefect_server: None, tmp_path: Path) -> Config:
-    return seed_world(write_config(tmp_path / "config.yaml"))
-
-
-@pytest.fixture
-def receiver(world: Config) -> Iterator[Receiver]:
-    rx = Receiver(world)
-    yield rx
-    rx.stop()
 
 
 def test_unauthenticated_junk_is_401_never_500(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from tests.functional.receiver_rig import (
     edit_config,
     local_verifier,
     running,
-    seed_world,
     write_config,
 )
 from tests.unit.webhooks.helpers import (
@@ -41,29 +39,9 @@ OTHER_TOPIC = "arn:aws:sns:us-east-1:999999999999:alarms"
 
 
 @pytest.fixture
-def local_http() -> Iterator[LocalHttp]:
-    server = LocalHttp()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def signer(local_http: LocalHttp) -> SnsSigner:
-    signer = SnsSigner()
-    local_http.files["/cert.pem"] = signer.cert_pem
-    return signer
-
-
-@pytest.fixture
-def world(aws: str, prefect_server: None, tmp_path: Path) -> Config:
-    return seed_world(write_config(tmp_path / "config.yaml"))
-
-
-@pytest.fixture
-def receiver(world: Config, local_http: LocalHttp) -> Iterator[Receiver]:
-    rx = Receiver(world, local_verifier(local_http))
-    yield rx
-    rx.stop()
+def receiver(sns_receiver: Receiver) -> Receiver:
+    """Here every receiver fetches SNS certificates from ``local_http``."""
+    return sns_receiver
 
 
 def alarm(signer: SnsSigner, cert: str, topic: str = TOPIC, **fields: Any) -> dict[str, Any]:

@@ -13,32 +13,29 @@ The store is where the history becomes true, so it normalizes on the way in:
 - a record that finishes before it starts is refused.
 
 Reports read a window through ``read_window``: one Query of the environment/time index
-with a projection of the fields they use, decoded column by column (``_columns``) from
-the raw pages (``_flat_page``), without the cyclic garbage collector meanwhile.
+with a projection of the fields they use, each page decoded into Arrow columns
+(``history_pages``: Arrow's JSON reader on the wire bytes, no Python object per value).
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import chain, repeat
-from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
 from botocore.exceptions import ClientError
 
 from rollback import aws
 from rollback.errors import MissingTableError, StoreError
 from rollback.models import DeploymentRecord, parse_iso, utcnow
 from rollback.stores._dynamo import DynamoTable, from_item, to_item
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 BY_SERVICE_TIME = "by-service-time"
@@ -64,9 +61,7 @@ RECORD_FIELDS = (
 _TIME_FIELDS = ("committed_at", "started_at", "finished_at")
 _NUMBER_FIELDS = ("schema_version", "min_schema_version", "max_schema_version")
 _BATCH_WRITE, _BATCH_GET = 25, 100
-_TEXT = itemgetter("S")
 _BEFORE_WORKERS = 8
-_ABSENT = {"S": None}  # an attribute the item lacks reads as None
 
 
 def utc_text(ts: datetime | None) -> str | None:
@@ -344,12 +339,14 @@ class HistoryStore(DynamoTable):
         start: datetime,
         end: datetime,
         fields: Sequence[str],
-    ) -> dict[str, list[Any]]:
-        """Columns of the environment's records whose time is in ``[start, end)``, read
-        with one paged Query of the environment/time index and only ``fields``; plus,
-        for each service seen, its last deploy before ``start`` (a rollback in the
+    ) -> pa.Table:
+        """Columns (text) of the environment's records whose time is in ``[start, end)``,
+        read with one paged Query of the environment/time index and only ``fields``;
+        then, for each service seen, its last deploy before ``start`` (a rollback in the
         window may revert it)."""
-        columns = self._query_columns(
+        from rollback.stores import history_pages  # pyarrow: loaded by the reports only
+
+        window = self._query_table(
             {
                 "IndexName": BY_ENVIRONMENT_TIME,
                 "KeyConditionExpression": "environment = :e AND t BETWEEN :a AND :b",
@@ -363,21 +360,19 @@ class HistoryStore(DynamoTable):
             },
             fields,
         )
-        services = sorted({s for s in columns.get("service", []) if s})
+        seen = window.column("service").unique().to_pylist() if "service" in fields else []
+        services = sorted(s for s in seen if s)
         # One small Query per service, each mostly a round trip: sent side by side.
         with ThreadPoolExecutor(max_workers=_BEFORE_WORKERS) as pool:
             befores = list(
                 pool.map(lambda s: self._last_deploy(environment, s, start, fields), services)
             )
-        for before in befores:
-            for name, values in before.items():
-                columns[name].extend(values)
-        return columns
+        return history_pages.concat([window, *befores], fields)
 
     def _last_deploy(
         self, environment: str, service: str, start: datetime, fields: Sequence[str]
-    ) -> dict[str, list[Any]]:
-        return self._query_columns(
+    ) -> pa.Table:
+        return self._query_table(
             {
                 "IndexName": BY_SERVICE_TIME,
                 "KeyConditionExpression": "pk = :k AND t < :a",
@@ -392,9 +387,13 @@ class HistoryStore(DynamoTable):
             first_only=True,
         )
 
-    def _query_columns(
+    def _query_table(
         self, kwargs: dict[str, Any], fields: Sequence[str], first_only: bool = False
-    ) -> dict[str, list[Any]]:
+    ) -> pa.Table:
+        """The items of a paged Query as one table of ``fields`` (``first_only``: the
+        first item found), each page decoded by ``history_pages``."""
+        from rollback.stores import history_pages
+
         names = {f"#f{i}": f for i, f in enumerate(fields)}
         kwargs = {
             **kwargs,
@@ -402,151 +401,19 @@ class HistoryStore(DynamoTable):
             "ProjectionExpression": ", ".join(names),
             "ExpressionAttributeNames": names,
         }
-        columns: dict[str, list[Any]] = {f: [] for f in fields}
-        _raw_pages(self.client)
-        with _RAW, _gc_paused():
+        keys = [a["AttributeName"] for a in self.attributes]
+        pages: list[pa.Table] = []
+        history_pages.register(self.client)
+        with history_pages.reading(fields, keys):
             while True:
                 try:
                     out = self.client.query(**kwargs)
                 except ClientError as exc:
                     raise aws.translate(exc, f"read history window of {self.table}") from exc
-                flat = "FlatItems" in out
-                items = out["FlatItems"] if flat else out.get("RawItems", out.get("Items", []))
+                page = history_pages.page_table(out, fields)
                 if first_only:
-                    items = items[:1]
-                _columns(items, fields, columns, flat)
-                if "LastEvaluatedKey" not in out or (first_only and items):
-                    return columns
+                    page = page.slice(0, 1)
+                pages.append(page)
+                if "LastEvaluatedKey" not in out or (first_only and page.num_rows):
+                    return history_pages.concat(pages, fields)
                 kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-
-
-def _columns(
-    items: list[dict[str, Any]],
-    fields: Sequence[str],
-    into: dict[str, list[Any]],
-    flat: bool = False,
-) -> None:
-    """DynamoDB items appended column by column: for each field, one pass in C (``map``
-    of ``dict.get``, then ``["S"]`` unless the page is ``flat``: already plain text, see
-    ``_flat_page``) over the page, no Python code per value. A column holding anything
-    but strings (a number, a NULL) takes the per-value path."""
-    for f in fields:
-        column = into[f]
-        if flat:
-            column.extend(map(dict.get, items, repeat(f)))
-            continue
-        size = len(column)
-        try:
-            column.extend(map(_TEXT, map(dict.get, items, repeat(f), repeat(_ABSENT))))
-        except (KeyError, TypeError):
-            del column[size:]
-            column.extend([_value(i.get(f)) for i in items])
-
-
-def _value(attribute: dict[str, Any] | None) -> Any:
-    if attribute is None:
-        return None
-    if "S" in attribute:
-        return attribute["S"]
-    if "N" in attribute:
-        number = attribute["N"]
-        return int(number) if number.lstrip("-").isdigit() else float(number)
-    if "NULL" in attribute:
-        return None
-    return from_item({"v": attribute})["v"]
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while pages are decoded: a page is thousands of
-    small acyclic dicts; every 700 of them set off a collection, and those a page keeps
-    alive push the older generations into collecting too (half the decoding time at
-    100k records). Reference counting still frees each page; the collector is back on
-    (if it was) when the read ends."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
-
-
-class _RawItems(threading.local):
-    """While active (in this thread), the client's Query answers keep their items as
-    wire JSON decoded by orjson (``FlatItems`` when every attribute is a string, see
-    ``_flat_page``, else ``RawItems``), instead of botocore's typed parse of every
-    value: the same request and answer, several times less CPU per item. Only the
-    ``Items`` member is taken over; every other member (``LastEvaluatedKey``, errors) is
-    botocore's. Other threads sharing the client are not affected."""
-
-    active = False
-
-    def __enter__(self) -> None:
-        self.active = True
-
-    def __exit__(self, *exc: object) -> None:
-        self.active = False
-
-
-_RAW = _RawItems()
-
-
-def _raw_pages(client: Any) -> None:
-    """Register the raw-items hook on ``client`` (idempotent)."""
-    client.meta.events.register(
-        "before-parse.dynamodb.Query", _take_items, unique_id="rollback-raw-items"
-    )
-
-
-def _take_items(
-    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
-) -> None:
-    if not _RAW.active or response_dict.get("status_code") != 200:
-        return
-    raw = response_dict["body"]
-    body = _flat_page(raw)
-    if body is not None:
-        customized_response_dict["FlatItems"] = body.pop("Items")
-    else:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return  # let botocore parse (and report) it
-        items = body.pop("Items", None) if isinstance(body, dict) else None
-        if items is None:
-            return
-        customized_response_dict["RawItems"] = items
-    response_dict["body"] = orjson.dumps(body)
-
-
-def _flat_page(body: bytes) -> dict[str, Any] | None:
-    """A Query answer whose every attribute is a string, decoded with each ``{"S": v}``
-    as plain ``v``: one dict per item instead of one per value (several times less to
-    allocate, read and free). None when the page holds anything else (numbers, NULLs,
-    an escaped quote): it is then decoded typed.
-
-    With no ``\\"`` in the body every ``"`` is a token boundary, so ``{"S":`` only
-    opens a string attribute and ``"}`` only closes an attribute's value; when the two
-    counts agree every ``"}`` closes a string attribute, and dropping both wrappers is
-    exact. What comes out is checked all the same (items of text only)."""
-    if b'\\"' in body or body.count(b'{"S":"') != body.count(b'"}'):
-        return None
-    try:
-        page = orjson.loads(body.replace(b'{"S":', b"").replace(b'"}', b'"'))
-    except orjson.JSONDecodeError:
-        return None
-    items = page.get("Items") if isinstance(page, dict) else None
-    if not isinstance(items, list):
-        return None
-    try:  # dict.values refuses anything but a dict
-        if not {str}.issuperset(map(type, chain.from_iterable(map(dict.values, items)))):
-            return None
-    except TypeError:
-        return None
-    key = page.get("LastEvaluatedKey")
-    if key is not None:
-        if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
-            return None
-        page["LastEvaluatedKey"] = {k: {"S": v} for k, v in key.items()}
-    return page

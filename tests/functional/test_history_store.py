@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import boto3
+import pandas as pd
 import pytest
 
+from reports.load import history_from_store, records_frame
 from rollback.models import DeploymentRecord
 from rollback.stores.history import HistoryStore, record_from_dict
 
@@ -192,5 +194,40 @@ def test_window_read_returns_the_window_and_each_services_last_deploy_before(
     fields = ("service", "record_id", "finished_at", "kind")
     columns = store.read_window("prod", now - timedelta(days=7), now, fields)
     # THEN the window's records oldest first, then each seen service's last deploy before it
-    assert columns["record_id"] == ["api-in", "rb", "api-before", "web-before"]
-    assert columns["finished_at"][2] == "2024-05-22T09:00:00.000000+00:00"
+    assert columns.column("record_id").to_pylist() == ["api-in", "rb", "api-before", "web-before"]
+    assert columns.column("finished_at")[2].as_py() == "2024-05-22T09:00:00.000000+00:00"
+
+
+def test_window_pages_are_parsed_by_arrow_and_give_the_records_frame(store: HistoryStore) -> None:
+    # GIVEN records of two services, one rollback with a trigger, text that needs
+    # escaping, and more than one page (a Limit of 2 per page)
+    now = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
+    records = [
+        _record(
+            "a",
+            now - timedelta(days=3),
+            version='v"1\\ }]',
+            committed_at=(now - timedelta(days=4)).astimezone(NY),
+        ),
+        _record("b", (now - timedelta(days=2)).astimezone(PARIS), service="web"),
+        _record("c", now - timedelta(days=1), kind="rollback", trigger="alarm", from_version="v2"),
+        _record("d", now - timedelta(hours=1), status="failed"),
+    ]
+    store.import_many(records)
+    seen: list[bool] = []
+    store.client.meta.events.register(
+        "after-call.dynamodb.Query", lambda parsed, **_: seen.append("ArrowItems" in parsed)
+    )
+    store.client.meta.events.register(
+        "before-parameter-build.dynamodb.Query",
+        lambda params, **_: params.setdefault("Limit", 2),
+    )
+    # WHEN the reports read the window of the last 7 days
+    frame = history_from_store(store, "prod", now - timedelta(days=7), now)
+    # THEN every page of the window came through Arrow, and the frame is the one built
+    # from the records themselves (less commit_sha, which no report reads)
+    assert seen and all(seen)
+    expected = records_frame(records).drop(columns="commit_sha")
+    expected = expected.sort_values("record_id", ignore_index=True)
+    got = frame.sort_values("record_id", ignore_index=True)[expected.columns]
+    pd.testing.assert_frame_equal(got, expected, check_categorical=False)

@@ -1,5 +1,5 @@
-"""The window read's page decoding: the flat fast path gives what the typed path gives,
-and steps aside for anything it cannot decode exactly."""
+"""The window read's page decoding: Arrow's parse of a page gives what the typed path
+gives, and steps aside for anything that is not a page of plain strings."""
 
 from __future__ import annotations
 
@@ -8,63 +8,93 @@ from typing import Any
 import orjson
 import pytest
 
-from rollback.stores.history import _columns, _flat_page
+from rollback.stores.history_pages import arrow_page, typed_table
 
 FIELDS = ("service", "version", "trigger")
+KEYS = ("pk", "sk", "t", "environment")
 
 
-def page(*items: dict[str, Any], key: dict[str, Any] | None = None) -> bytes:
+def page(*items: dict[str, Any], key: dict[str, Any] | None = None, **extra: Any) -> bytes:
     body: dict[str, Any] = {"Count": len(items), "Items": list(items), "ScannedCount": 9}
     if key is not None:
         body["LastEvaluatedKey"] = key
-    return orjson.dumps(body)
+    return orjson.dumps(body | extra)
 
 
 def typed_columns(body: bytes) -> dict[str, list[Any]]:
-    columns: dict[str, list[Any]] = {f: [] for f in FIELDS}
-    _columns(orjson.loads(body)["Items"], FIELDS, columns)
-    return columns
+    return typed_table(orjson.loads(body)["Items"], FIELDS).to_pydict()
 
 
-def test_flat_page_gives_the_typed_columns_and_key() -> None:
-    # GIVEN a page of string attributes, one missing, one empty, unicode, a paging key
+def test_arrow_page_gives_the_typed_columns_and_the_rest_of_the_answer() -> None:
+    # GIVEN a page of string attributes: one missing, one empty, unicode, JSON escapes
+    # (quote, backslash, newline), braces and brackets inside values, a paging key
     body = page(
-        {"service": {"S": "api"}, "version": {"S": "v1 }{\u00e9"}},
+        {"service": {"S": "api"}, "version": {"S": 'v1 }{"S":\u00e9 \U0001f600'}},
         {"service": {"S": "web"}, "version": {"S": ""}, "trigger": {"S": "alarm"}},
+        {"service": {"S": 'a"b\\'}, "version": {"S": "line\nnext}],{"}},
         key={"pk": {"S": "prod#api"}, "t": {"S": "2024-01-01T00:00:00.000000+00:00"}},
     )
 
-    # WHEN it is decoded flat
-    flat = _flat_page(body)
+    # WHEN Arrow parses it
+    parsed = arrow_page(body, FIELDS, KEYS)
 
-    # THEN the columns and the paging key are those of the typed decoding
-    assert flat is not None
-    columns: dict[str, list[Any]] = {f: [] for f in FIELDS}
-    _columns(flat["Items"], FIELDS, columns, flat=True)
-    assert columns == typed_columns(body)
-    assert flat["LastEvaluatedKey"] == orjson.loads(body)["LastEvaluatedKey"]
-    assert flat["Count"] == 2
+    # THEN the columns are those of the typed decoding, and botocore gets the rest as sent
+    assert parsed is not None
+    table, rest = parsed
+    assert table.to_pydict() == typed_columns(body)
+    assert table.column("version").to_pylist()[0] == 'v1 }{"S":\u00e9 \U0001f600'
+    assert rest == {k: v for k, v in orjson.loads(body).items() if k != "Items"}
+
+
+def test_an_empty_page_is_an_empty_table() -> None:
+    parsed = arrow_page(page(), FIELDS, KEYS)
+    assert parsed is not None
+    assert parsed[0].num_rows == 0 and parsed[0].column_names == list(FIELDS)
+    assert parsed[1] == {"Count": 0, "ScannedCount": 9}
 
 
 @pytest.mark.parametrize(
-    "attribute",
+    ("attribute", "text"),
     [
-        {"N": "5"},
-        {"NULL": True},
-        {"BOOL": False},
-        {"L": [{"S": "x"}]},
-        {"M": {"S": {"S": "x"}}},
-        {"S": 'quote " inside'},
-        {"S": "backslash at the end \\"},
+        ({"N": "5"}, "5"),
+        ({"N": "-1.50"}, "-1.50"),
+        ({"NULL": True}, None),
+        ({"BOOL": False}, "False"),
+        ({"L": [{"S": "x"}]}, "['x']"),
+        ({"M": {"S": {"S": "x"}}}, "{'S': 'x'}"),
+        ({"S": "x", "N": "1"}, "x"),
     ],
 )
-def test_anything_but_plain_strings_is_decoded_typed(attribute: dict[str, Any]) -> None:
-    # GIVEN a page with one attribute the flat path cannot take exactly
+def test_anything_but_plain_strings_is_decoded_typed_as_text(
+    attribute: dict[str, Any], text: str | None
+) -> None:
+    # GIVEN a page with one attribute that is not a plain string
     body = page({"service": {"S": "api"}, "version": attribute})
 
-    # WHEN / THEN it steps aside, and the typed path reads the value
-    assert _flat_page(body) is None
-    columns = typed_columns(body)
-    assert columns["service"] == ["api"]
-    if "S" in attribute:
-        assert columns["version"] == [attribute["S"]]
+    # WHEN / THEN Arrow steps aside, and the typed path reads the value as text
+    assert arrow_page(body, FIELDS, KEYS) is None
+    assert typed_columns(body) == {"service": ["api"], "version": [text], "trigger": [None]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # an attribute that was not asked for
+        page({"service": {"S": "api"}, "image_tag": {"S": "x"}}),
+        # a member of the answer this reader does not know
+        page({"service": {"S": "api"}}, ConsumedCapacity={"CapacityUnits": 1}),
+        # a key attribute of another table
+        page({"service": {"S": "api"}}, key={"id": {"S": "1"}}),
+        # a count that disagrees with the items
+        page({"service": {"S": "api"}}, Count=2),
+        # no Items at all, a null item, two answers on two lines, not JSON
+        orjson.dumps({"Count": 0}),
+        orjson.dumps({"Items": [None], "Count": 1}),
+        page({"service": {"S": "a"}}) + b"\n" + page({"service": {"S": "b"}}),
+        b'{"Items":[{"service":{"S":"a"}}',
+        # the same attribute twice in an item
+        b'{"Items":[{"service":{"S":"a"},"service":{"S":"b"}}],"Count":1}',
+    ],
+)
+def test_pages_of_another_shape_are_left_to_the_typed_path(body: bytes) -> None:
+    assert arrow_page(body, FIELDS, KEYS) is None

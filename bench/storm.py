@@ -15,7 +15,15 @@ involved (Prefect server, worker and its children, receiver; not moto) read from
 ``/proc/<pid>/stat`` before and after the storm, divided by the rollbacks that ran.
 Every phase has a deadline; a failed phase prints why and the others still run.
 
-    python bench/storm.py [--services 20] [--deadline 180] [--json]
+``--profile DIR`` (warm path): the worker runs under ``bench/support/profiled.py``
+(cProfile in every thread, thread CPU time), profiled over the storm only; it prints
+where the worker's CPU goes per rollback and its HTTP requests to the Prefect server by
+route, which is what the server's CPU (``/proc/<pid>/stat``, above) is spent on.
+Profiling slows the worker: the CPU figures of such a run are not the product's
+(measure them without ``--profile``).
+
+    python bench/storm.py [--services 20] [--deadline 180] [--skip-process] [--json]
+                          [--profile DIR]
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -40,6 +49,24 @@ BIN = Path(sys.executable).parent
 ORG = "storm-org"
 CLK = os.sysconf("SC_CLK_TCK")
 GOALS = {"p95_s": 10.0, "cpu_s_per_rollback": 0.6}
+PROFILER = ROOT / "bench" / "support" / "profiled.py"
+
+
+def profiled(out: Path | None, entry: str, cmd: list[str]) -> list[str]:
+    """``cmd`` (a console script and its arguments) under the profiler when ``out``."""
+    if out is None:
+        return cmd
+    return [sys.executable, str(PROFILER), str(out), entry, *cmd[1:]]
+
+
+def profile_signal(pids: list[int], sig: int, outs: list[Path]) -> None:
+    """SIGUSR2: start the window; SIGUSR1: write the profiles (waits for the files)."""
+    for path in outs:
+        Path(str(path) + ".prof").unlink(missing_ok=True)
+    for pid in pids:
+        os.kill(pid, sig)
+    for path in outs:
+        wl.wait_for(lambda p=path: Path(str(p) + ".prof").exists(), 120, f"profile {path}")
 
 
 # -- CPU of a process tree ----------------------------------------------------------------
@@ -156,6 +183,7 @@ def run_phase(
     mode: str,
     deadline_s: float,
     limit: int = 20,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     import httpx
 
@@ -172,7 +200,9 @@ def run_phase(
         "BENCH_GITHUB_SECRET": secret,
         "BENCH_API_TOKEN": secret[::-1],
     }
-    workers = start_workers(name, procs, tmp, api, config, env, limit)
+    profile = profile if name == "warm-worker" else None
+    worker_out = profile / "worker" if profile else None
+    workers = start_workers(name, procs, tmp, api, config, env, limit, worker_out)
     port = free_port()
     receiver = wl.spawn(
         procs,
@@ -200,7 +230,11 @@ def run_phase(
         raise RuntimeError(f"warm-up webhook: {problem}")
     wl.wait_for(lambda: final(warm_id), 120, "the warm-up rollback")
     time.sleep(1)  # the warm-up flow run's own end
+    idle = idle_rates(roles)
+    if profile:
+        profile_signal([workers[0].pid], signal.SIGUSR2, [])
     cpu_before = {role: tree_cpu(pids) for role, pids in roles.items()}
+    window_start = time.monotonic()
     with ThreadPoolExecutor(len(storm)) as pool:
         sent = list(pool.map(lambda s: send(url, secret, s), storm))
     stop_at = time.monotonic() + deadline_s
@@ -210,6 +244,9 @@ def run_phase(
     time.sleep(1.2)  # flow runs end ~1 s after their last task (Prefect's fixed cost)
     by_role = {role: tree_cpu(pids) - cpu_before[role] for role, pids in roles.items()}
     cpu = sum(by_role.values())
+    window = time.monotonic() - window_start
+    if profile:
+        profile_signal([workers[0].pid], signal.SIGUSR1, [profile / "worker"])
     updated, verified = [], []
     for service, at, audit_id, _ in sent:
         stamp = recorder.first_update.get(service)
@@ -235,7 +272,20 @@ def run_phase(
         "cpu_s": round(cpu, 2),
         "cpu_s_per_rollback": round(cpu / ran, 3),
         "cpu_s_per_rollback_by_process": {k: round(v / ran, 3) for k, v in by_role.items()},
+        # What the processes spend with nothing to do (server services, the worker's
+        # websocket and requeue sweeps), times the storm's duration: part of the figure
+        # above that a faster storm would shrink.
+        "idle_cpu_s_per_s": {k: round(v, 4) for k, v in idle.items()},
+        "idle_cpu_s_per_rollback": round(sum(idle.values()) * window / ran, 3),
+        "window_s": round(window, 1),
     }
+
+
+def idle_rates(roles: dict[str, list[int]], seconds: float = 6) -> dict[str, float]:
+    """CPU seconds per second each process spends with no request in flight."""
+    before = {role: tree_cpu(pids) for role, pids in roles.items()}
+    time.sleep(seconds)
+    return {role: (tree_cpu(pids) - before[role]) / seconds for role, pids in roles.items()}
 
 
 def start_workers(
@@ -246,11 +296,13 @@ def start_workers(
     config: Path,
     env: dict[str, str],
     limit: int,
+    profile_out: Path | None = None,
 ) -> list[Any]:
     import httpx
 
     if name == "warm-worker":
         cmd = [str(BIN / "rollback"), "worker", "--config", str(config), "--limit", str(limit)]
+        cmd = profiled(profile_out, "deployments.cli.main:main", cmd)
         worker = wl.spawn(procs, [*cmd, "--health-interval", "0"], env, tmp / f"{name}.log")
 
         def subscribed() -> bool:
@@ -282,7 +334,16 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="last line: JSON summary")
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the logs here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="profile the warm worker over the storm; write the profile here",
+    )
     args = parser.parse_args()
+    if args.profile:
+        args.profile = args.profile.resolve()
+        args.profile.mkdir(parents=True, exist_ok=True)
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "bench",
@@ -327,6 +388,7 @@ def main() -> None:
                         mode,
                         args.deadline,
                         args.limit,
+                        args.profile,
                     )
                 except Exception as exc:  # noqa: BLE001 - report it, run the next phase
                     results[name] = {"path": name, "error": f"{type(exc).__name__}: {exc}"}
@@ -338,6 +400,9 @@ def main() -> None:
             for log in tmp.glob("*.log"):
                 shutil.copy(log, args.keep_logs / log.name)
     report(results, n, time.monotonic() - t0, load)
+    if args.profile and "error" not in results.get("warm-worker", {"error": 1}):
+        ran = results["warm-worker"]["accepted"]
+        run_profiler_report(args.profile / "worker", ran)
     if args.json:
         warm = results.get("warm-worker", {})
         print(
@@ -353,6 +418,13 @@ def main() -> None:
                 }
             )
         )
+
+
+def run_profiler_report(out: Path, rollbacks: int) -> None:
+    import subprocess
+
+    cmd = [sys.executable, str(PROFILER), "--report", str(out), "--rollbacks", str(rollbacks)]
+    print(subprocess.run(cmd, capture_output=True, text=True, check=False).stdout)
 
 
 def _track_services(recorder: Any) -> None:
@@ -411,6 +483,11 @@ def report(results: dict[str, dict[str, Any]], n: int, elapsed: float, load: flo
         )
         split = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s_per_rollback_by_process"].items())
         print(f"{'':<15} CPU s per rollback by process: {split}")
+        rates = ", ".join(f"{k} {v:.3f}" for k, v in r["idle_cpu_s_per_s"].items())
+        print(
+            f"{'':<15} idle CPU s/s: {rates}; over the {r['window_s']} s storm that is "
+            f"{r['idle_cpu_s_per_rollback']:.2f} s per rollback of the figure above"
+        )
     warm, proc = results.get("warm-worker", {}), results.get("process-worker", {})
     if warm.get("p95_s") is not None:
         print(

@@ -41,7 +41,7 @@ from uuid import UUID
 from prefect import get_run_logger, task
 from prefect.context import get_run_context
 
-from flows.launch import Started, _Runs, flow_parameters, monitor_url
+from flows.launch import Started, _Runs, flow_parameters
 from rollback import entrance
 from rollback.config import Config
 from rollback.errors import LockHeldError
@@ -191,7 +191,7 @@ class WorkerLauncher:
             )
             run_id = str(flow_run.id)
             rollback_task.delay(request.model_dump(mode="json"), audit_id, run_id)
-        started = Started(run_id, monitor_url(self.config, run_id))
+        started = Started(run_id, self.config.flow_run_url(run_id))
         self._runs.put(audit_id, started)
         log.info("queued rollback %s for a worker (flow run %s)", audit_id, run_id)
         return started

@@ -67,11 +67,6 @@ class Launcher(Protocol):
     def close(self) -> None: ...
 
 
-def monitor_url(config: Config, flow_run_id: str | None) -> str | None:
-    """The flow run's page in the Prefect UI (None without a UI URL)."""
-    return config.flow_run_url(flow_run_id)
-
-
 def flow_parameters(config: Config, request: RollbackRequest, audit_id: str) -> dict[str, Any]:
     hooks = config.webhooks
     config_path = (hooks.flow_config_path if hooks else None) or config.source or None
@@ -179,7 +174,7 @@ class EmbeddedLauncher:
                 state=Pending(),
                 tags=["rollback", f"trigger:{request.trigger}"],
             )
-        started = Started(str(flow_run.id), monitor_url(self.config, str(flow_run.id)))
+        started = Started(str(flow_run.id), self.config.flow_run_url(str(flow_run.id)))
         self._runs.put(audit_id, started)
         key = f"{request.environment}/{request.service}"
         with self._lock:
@@ -250,7 +245,11 @@ class EmbeddedLauncher:
 
 class DeploymentLauncher:
     """Starts the auto-rollback deployment on the Prefect server (``run_deployment``,
-    ``timeout=0``: returns the run id at once) and emits ``rollback.requested``."""
+    ``timeout=0``: returns the run id at once) and emits ``rollback.requested``.
+
+    The flow-run creations are made one request at a time, as ``WorkerLauncher`` does:
+    20 concurrent ones against a SQLite-backed server took 65–80 s each here, one at a
+    time 0.05–0.1 s (bench/RESULTS.md, storm)."""
 
     mode = "deployment"
 
@@ -259,21 +258,23 @@ class DeploymentLauncher:
         hooks = config.webhooks
         self.deployment = deployment or (hooks.deployment if hooks else "rollback/rollback-auto")
         self._runs = _Runs()
+        self._api = threading.Lock()
 
     def start(self, request: RollbackRequest, audit_id: str, idempotency_key: str) -> Started:
         from prefect.deployments import run_deployment
         from prefect.events import emit_event
 
-        flow_run: Any = run_deployment(  # sync here: returns the run, not a coroutine
-            self.deployment,
-            parameters=flow_parameters(self.config, request, audit_id),
-            timeout=0,
-            idempotency_key=idempotency_key,
-            as_subflow=False,
-            tags=["rollback", f"trigger:{request.trigger}"],
-        )
+        with self._api:
+            flow_run: Any = run_deployment(  # sync here: returns the run, not a coroutine
+                self.deployment,
+                parameters=flow_parameters(self.config, request, audit_id),
+                timeout=0,
+                idempotency_key=idempotency_key,
+                as_subflow=False,
+                tags=["rollback", f"trigger:{request.trigger}"],
+            )
         run_id = str(flow_run.id)
-        started = Started(run_id, monitor_url(self.config, run_id))
+        started = Started(run_id, self.config.flow_run_url(run_id))
         self._runs.put(audit_id, started)
         emit_event(
             EVENT_NAME,
@@ -520,7 +521,7 @@ class Intake:
             record = self.rt.audit.get(owner)
             if record is not None:
                 linked = record.linked_audit_id
-                url = monitor_url(self.config, record.flow_run_id)
+                url = self.config.flow_run_url(record.flow_run_id)
                 started = Started(record.flow_run_id, url)
             else:
                 # Claimed, but no run ever recorded it (the process died in between):

@@ -1,23 +1,38 @@
-"""Execute stage: one change on the platform. The audit record already names the
-from- and to-version (written by the flow before this runs)."""
+"""Execute stage: the record names the from- and to-version, then one change on the
+platform (one task run: a retry after a transient fault finds the record already there)."""
 
 from __future__ import annotations
 
 from prefect import get_run_logger
 
-from rollback.models import RollbackRequest, Version
+from rollback.models import CheckResult, RollbackRequest, Status
 from rollback.runtime import Runtime
 from tasks._common import stage
-
-
-@stage("mark-bad-version")
-def mark_bad(rt: Runtime, request: RollbackRequest, version: str) -> None:
-    """The version rolled back from is never chosen automatically again."""
-    rt.markers.mark_bad(request.environment, request.service, version)
+from tasks.audit import transition
+from tasks.resolve import Change
 
 
 @stage("execute-rollback")
-def execute(rt: Runtime, request: RollbackRequest, target: Version, audit_id: str) -> None:
+def execute(
+    rt: Runtime,
+    request: RollbackRequest,
+    audit_id: str,
+    change: Change,
+    checks: list[CheckResult],
+) -> str:
+    """Returns what was done, for the timeline."""
+    target = change.target
+    # The record names from/to (and the checks) before the change: a crash loses nothing.
+    transition(
+        rt,
+        audit_id,
+        Status.EXECUTING,
+        from_version=change.from_version,
+        to_version=target.id,
+        checks=checks,
+    )
+    if change.current.id == target.id:
+        return f"already on {target} (resumed): nothing to switch"
     get_run_logger().info("switching %s/%s to %s", request.environment, request.service, target)
     platform = rt.target(request.environment, request.service)
 
@@ -27,3 +42,4 @@ def execute(rt: Runtime, request: RollbackRequest, target: Version, audit_id: st
 
     platform.prepare(before)
     platform.execute(target)
+    return f"switched to {target}"

@@ -1,5 +1,6 @@
-"""Target resolution: explicit --to, else the last good deploy in the history, else the
-newest older platform version; an interrupted rollback is resumed, never overshot."""
+"""Target resolution, a step of ``prepare``: explicit --to, else the last good deploy in
+the history, else the newest older platform version; an interrupted rollback is resumed,
+never overshot."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ from rollback import decisions
 from rollback.errors import NotFoundError
 from rollback.models import AuditRecord, DeploymentRecord, RollbackRequest, Version
 from rollback.runtime import Runtime
-from tasks._common import stage
 
 HISTORY_DEPTH = 200  # newest records read per rollback
+
+
+@dataclass(frozen=True)
+class Change:
+    """The one change a rollback makes: what runs, the target, the version left."""
+
+    current: Version
+    target: Version
+    from_version: str
 
 
 @dataclass(frozen=True)
@@ -28,8 +37,14 @@ class Resolution:
     # (migration gate) and the outcome wording.
     history: tuple[DeploymentRecord, ...] = ()
 
+    @property
+    def change(self) -> Change:
+        """The change to make (only once a target is chosen); small, for the stages after
+        ``prepare`` (a task's parameters are walked by Prefect: the history stays here)."""
+        assert self.target is not None
+        return Change(self.current, self.target, self.from_version)
 
-@stage("resolve-target")
+
 def resolve_target(
     rt: Runtime, request: RollbackRequest, bad: frozenset[str], interrupted: AuditRecord | None
 ) -> Resolution:

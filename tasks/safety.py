@@ -1,8 +1,11 @@
-"""Safety stage: the lock, interrupted-run recovery, and every check. A failed check is
-an answer (recorded, never retried), not an error."""
+"""Safety stage: everything before a change, in one task run (``prepare``): the lock,
+interrupted-run recovery, the bad versions, the target and every check. Each step is
+logged, so the run's log reads as the runbook. A failed check is an answer (recorded,
+never retried), not an error."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prefect import get_run_logger
@@ -13,10 +16,42 @@ from rollback.models import AuditRecord, CheckResult, RollbackRequest, Status, u
 from rollback.runtime import Runtime
 from rollback.targets.base import DESTROY_CHECK
 from tasks._common import stage
-from tasks.resolve import Resolution
+from tasks.resolve import Resolution, resolve_target
 
 
-@stage("acquire-lock")
+@dataclass(frozen=True)
+class Plan:
+    """What ``prepare`` found: the lock, the attempt it resumes (if any), the target and
+    every check (the lock first)."""
+
+    locked: bool
+    interrupted: AuditRecord | None
+    resolution: Resolution
+    checks: list[CheckResult]
+
+
+@stage("prepare")
+def prepare(rt: Runtime, request: RollbackRequest, audit_id: str) -> Plan:
+    """Lock → interrupted attempt → bad versions → target → checks. Every step reads or
+    takes only what is ours (a retry after a transient fault is safe: the lock is
+    re-entrant for this audit id, recovery and reads are idempotent)."""
+    log = get_run_logger()
+    # One rollback per service at a time, across processes and hosts.
+    lock = acquire_lock(rt, request, audit_id)
+    log.info("lock: %s", lock.detail)
+    # A dead attempt's record would stay in flight forever: mark it, resume from it.
+    interrupted = recover_interrupted(rt, request, audit_id) if lock.passed else None
+    log.info("interrupted: %s", interrupted.audit_id if interrupted else "none found")
+    bad = rt.markers.bad_versions(request.environment, request.service)
+    log.info("bad versions: %s", ", ".join(sorted(bad)) or "none")
+    resolution = resolve_target(rt, request, bad, interrupted)
+    chosen = resolution.target or "none"
+    log.info("target: %s (%s)", chosen, resolution.source)
+    # Every check, all recorded, even after one fails.
+    checks = [lock, *run_checks(rt, request, audit_id, resolution, bad)]
+    return Plan(lock.passed, interrupted, resolution, checks)
+
+
 def acquire_lock(rt: Runtime, request: RollbackRequest, audit_id: str) -> CheckResult:
     try:
         rt.locks.acquire(
@@ -32,7 +67,6 @@ def release_lock(rt: Runtime, request: RollbackRequest, audit_id: str) -> None:
     rt.locks.release(request.environment, request.service, audit_id)
 
 
-@stage("recover-interrupted")
 def recover_interrupted(rt: Runtime, request: RollbackRequest, audit_id: str) -> AuditRecord | None:
     """Mark attempts whose process died mid-change as interrupted; return the newest."""
     recent = rt.audit.recent(request.environment, request.service, limit=50)
@@ -56,12 +90,6 @@ def recover_interrupted(rt: Runtime, request: RollbackRequest, audit_id: str) ->
     return max(dead, key=lambda r: r.requested_at) if dead else None
 
 
-@stage("bad-versions")
-def bad_versions(rt: Runtime, request: RollbackRequest) -> frozenset[str]:
-    return rt.markers.bad_versions(request.environment, request.service)
-
-
-@stage("safety-checks")
 def run_checks(
     rt: Runtime,
     request: RollbackRequest,

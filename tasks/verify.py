@@ -1,4 +1,5 @@
-"""Verify stage: the platform's own view, plus the optional health URL."""
+"""Verification: the platform's own view, plus the optional health URL. A step of the
+``stabilize-and-verify`` stage (read-only: a retry of the stage repeats it safely)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ from prefect import get_run_logger
 from rollback import health
 from rollback.models import CheckResult, RollbackRequest, Version
 from rollback.runtime import Runtime
-from tasks._common import stage
 
 
-@stage("verify")
 def verify(rt: Runtime, request: RollbackRequest, target: Version) -> list[CheckResult]:
     log = get_run_logger()
     cfg = rt.config.service(request.environment, request.service)

@@ -290,3 +290,68 @@ def test_an_error_before_any_change_ends_the_record_failed(aws: str, tmp_path: P
     assert "no-such-service" in result["reason"] and "nothing was changed" in result["reason"]
     assert audit(config, result["audit_id"]).status == Status.FAILED
     assert Runtime(load_config(config)).locks.holder("staging", "api") is None
+
+
+def test_a_rollback_is_few_task_runs_and_its_logs_read_like_the_runbook(
+    aws: str, tmp_path: Path
+) -> None:
+    # GIVEN staging/api runs api:4, whose deploy failed (each task run costs Prefect
+    # bookkeeping in the client and the server: ~40 ms of CPU here)
+    config = make_world(tmp_path)
+    # WHEN a rollback runs
+    result = run(config)
+    assert result["status"] == "succeeded", result
+    # THEN two task runs come before the change (the audit record, then one `prepare`),
+    # and six in all
+    runs = _task_runs(result["flow_run_id"])
+    assert [name for name, _ in runs] == [
+        "open-audit-record",
+        "prepare",
+        "execute-rollback",
+        "stabilize-and-verify",
+        "record-outcome",
+        "notify",
+    ]
+    # AND the prepare run's log names each runbook step it took
+    prepared = _logs(dict(runs)["prepare"], until="check")
+    for step in ("lock:", "interrupted:", "bad versions:", "runs api:4", "target: api:3"):
+        assert any(step in line for line in prepared), (step, prepared)
+    assert any(line.startswith("check target_resolved") for line in prepared), prepared
+    settled = _logs(dict(runs)["stabilize-and-verify"], until="verify")
+    for step in ("marked api:4 bad", "-> stabilizing", "stable:", "verify "):
+        assert any(step in line for line in settled), (step, settled)
+
+
+def _task_runs(flow_run_id: str) -> list[tuple[str, Any]]:
+    """(task name, task run id) of a flow run's task runs, in the order they started."""
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+        )
+    runs.sort(key=lambda r: r.start_time or r.expected_start_time)
+    return [(r.name.rsplit("-", 1)[0], r.id) for r in runs]
+
+
+def _logs(task_run_id: Any, until: str, timeout: float = 20) -> list[str]:
+    """The task run's log messages, once one containing ``until`` has arrived (logs reach
+    the API in batches)."""
+    import time
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterTaskRunId
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(
+                log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[task_run_id]))
+            )
+        lines = [log.message for log in logs]
+        if any(until in line for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.2)

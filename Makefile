@@ -25,9 +25,13 @@ tools: $(STAMP)
 demo: setup
 	$(BIN)/rollback demo
 
+# The suite on two processes (pytest-xdist): one file per unit of work, and the files
+# that start a whole local stack on one process, one after the other (tests/conftest.py).
+PYTEST_PARALLEL ?= -n 2 --dist loadfile --no-loadscope-reorder
+
 # Lint, format and types first: CI (.ci/run calls this) fails on any of them.
 test: setup tools check
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
 
 check: setup
 	$(BIN)/ruff check .
@@ -35,7 +39,7 @@ check: setup
 	$(BIN)/mypy
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_PARALLEL)
 
 bench: setup tools
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

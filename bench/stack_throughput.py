@@ -1,7 +1,7 @@
 """How fast the local stack drains a burst of rollback requests, and what a second
 worker buys.
 
-On 127.0.0.1 only: the stack (devstack/stack.py) with the moto sandbox seeded with
+On 127.0.0.1 only: the stack (devstack/stack/) with the moto sandbox seeded with
 10 ECS services, the receiver in deployment mode, rollback-auto on process workers
 (each limited to BENCH_WORKER_LIMIT concurrent runs). For SQLite and PostgreSQL, with 1
 and then 2 workers, in one run: 50 requests (5 per service) posted to the receiver at

@@ -1,12 +1,22 @@
 """Shared fixtures: one moto server per session reached through AWS_ENDPOINT_URL,
-and one Prefect test server per session (prefect_test_harness)."""
+and one Prefect test server per session (prefect_test_harness).
+
+Under pytest-xdist (``make test``: ``-n 2 --dist loadfile``) a session is one worker
+process: each has its own moto server, Prefect test server, environment and tmp dirs,
+on ports the OS picked. Each file is one unit of work (its module fixtures set up once),
+except the files that start a whole local stack (STACK_TEST_FILES): together they are
+one unit, started first, on one worker, one file after the other, so that two stacks
+never share the two cores. (Not ``--dist loadgroup``: xdist 3.8 marks a group by
+renaming node ids, which pytest 9 ignores, so its groups are silently not kept.)"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 from devstack.sandbox import moto_server
 from tests.servers import reset_moto
@@ -18,6 +28,39 @@ os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 os.environ.pop("AWS_PROFILE", None)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
+
+
+STACK_TEST_FILES = frozenset(
+    f"tests/functional/{name}.py"
+    for name in (
+        "test_ui_manual_run",
+        "test_ui_browser",
+        "test_every_deployment",
+        "test_scale_out",
+        "test_long_lived_worker",
+    )
+)
+
+
+class StacksInOneUnit(LoadFileScheduling):
+    """``--dist loadfile``, with the stack files counted as one file."""
+
+    def _split_scope(self, nodeid: str) -> str:  # xdist's own schedulers extend this
+        file = super()._split_scope(nodeid)
+        return "stacks" if file in STACK_TEST_FILES else file
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of xdist's: unknown under -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> StacksInOneUnit | None:
+    return StacksInOneUnit(config, log) if config.getvalue("dist") == "loadfile" else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker, the stack files first: the longest unit of work starts first
+    and the other files fill in beside it (xdist keeps this order with
+    ``--no-loadscope-reorder``). Without xdist the order is pytest's."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in STACK_TEST_FILES)
 
 
 @pytest.fixture(scope="session")

@@ -28,9 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack import stack as stackmod
 from devstack.sandbox import CLUSTER, free_port
-from devstack.stack import Options, Stack, down, up
+from devstack.stack import ROOT, Options, Proc, Stack, down, up, wait_rollback_workers
 from rollback.models import Status, parse_iso
 from tests.fakes.faulty_proxy import faulty_proxy
 
@@ -204,8 +203,8 @@ def test_a_task_run_made_by_hand_is_never_automatic(stack: Stack) -> None:
     )
     subprocess.run(
         [sys.executable, "-c", code, json.dumps(request)],
-        env=stackmod._env(stack),
-        cwd=stackmod.ROOT,
+        env=stack.child_env(),
+        cwd=ROOT,
         check=True,
         timeout=60,
     )
@@ -239,14 +238,14 @@ def _post(client: httpx.Client, service: str, key: str) -> httpx.Response:
     return client.post("/rollback", json=body, headers={"Idempotency-Key": key})
 
 
-def _worker(stack: Stack, name: str) -> stackmod.Proc:
+def _worker(stack: Stack, name: str) -> Proc:
     return next(p for p in stack.procs if p.name == f"rollback-worker-{name}")
 
 
-def _start_worker(stack: Stack, name: str, env: dict[str, str] | None = None) -> stackmod.Proc:
+def _start_worker(stack: Stack, name: str, env: dict[str, str] | None = None) -> Proc:
     proc = stack.start_rollback_worker(name, ["--requeue-after", "2"], env)
     alive = [p for p in stack.procs if p.name.startswith("rollback-worker-")]
-    stackmod.wait_rollback_workers(stack, len(alive))
+    wait_rollback_workers(stack, len(alive))
     return proc
 
 

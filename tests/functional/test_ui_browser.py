@@ -167,7 +167,7 @@ def test_wrong_text_ends_refused_and_changes_nothing(
     # GIVEN the Custom Run form of rollback-manual, filled in by a person
     run_id = _custom_run(stack, browser, api, reason="browser test: wrong text")
     # WHEN the run pauses, the plan is on its page
-    _see_the_plan(stack, browser, run_id)
+    _see_the_plan(stack, browser, api, run_id)
     # and a wrong text is typed in ⋮ → Resume
     _resume(browser, api, run_id, "rollback prod please")
     # THEN the run ends a red "Refused" whose message says why; prod/api is untouched
@@ -183,7 +183,7 @@ def test_right_text_rolls_back_and_completes(
 ) -> None:
     # GIVEN a second run from the form, paused with its plan
     run_id = _custom_run(stack, browser, api, reason="browser test: right text")
-    _see_the_plan(stack, browser, run_id)
+    _see_the_plan(stack, browser, api, run_id)
     # WHEN the right text is typed
     _resume(browser, api, run_id, "ROLLBACK-PROD")
     # THEN the run completes, prod/api runs the previous version
@@ -247,26 +247,56 @@ def _custom_run(stack: Stack, browser: Browser, api: httpx.Client, reason: str) 
     return run_id
 
 
-def _see_the_plan(stack: Stack, browser: Browser, run_id: str) -> None:
+def _see_the_plan(stack: Stack, browser: Browser, api: httpx.Client, run_id: str) -> None:
     """The run page while it waits: badge, state message, log line, artifact."""
-    browser.open(f"{stack.ui_url}/v2/runs/flow-run/{run_id}")
+    page_url = f"{stack.ui_url}/v2/runs/flow-run/{run_id}"
+    browser.open(page_url)
     _tab(browser, "Details")
     page = browser.wait_text("waiting for ROLLBACK-PROD until")
     assert "Paused" in page
     assert "Resume and type it to roll api back from api:4 to api:3" in page
     browser.shot("paused-details")
-    _tab(browser, "Logs")
-    browser.element(
-        "//button[@role='combobox'][contains(normalize-space(), 'to newest') or contains(normalize-space(), 'to oldest')]"
-    )
-    if browser.web.find_elements("xpath", "//button[normalize-space()='Oldest to newest']"):
-        browser.click("//button[normalize-space()='Oldest to newest']")  # the newest first
-        browser.click("//*[@role='option'][normalize-space()='Newest to oldest']")
-    browser.wait_text("waiting for ROLLBACK-PROD until")
+    # Logs reach the server in batches (every ~2 s), possibly after the run paused, and
+    # the page of a paused run does not poll for more: read it once the line is there,
+    # and reload it once (as a person would) if it still shows an older list.
+    _wait_logged(api, run_id, "waiting for ROLLBACK-PROD until")
+    for attempt in (1, 2):
+        _tab(browser, "Logs")
+        _newest_first(browser)
+        try:
+            browser.wait_text("waiting for ROLLBACK-PROD until", timeout=30 * attempt)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+            browser.open(page_url)
     browser.shot("paused-logs")
     _tab(browser, "Artifacts")
     browser.wait_text("rollback-")
     browser.shot("paused-artifact")
+
+
+def _newest_first(browser: Browser) -> None:
+    """The Logs tab's sort: newest to oldest."""
+    browser.element(
+        "//button[@role='combobox'][contains(normalize-space(), 'to newest') or contains(normalize-space(), 'to oldest')]"
+    )
+    if browser.web.find_elements("xpath", "//button[normalize-space()='Oldest to newest']"):
+        browser.click("//button[normalize-space()='Oldest to newest']")
+        browser.click("//*[@role='option'][normalize-space()='Newest to oldest']")
+
+
+def _wait_logged(api: httpx.Client, run_id: str, text: str, timeout: float = 30) -> None:
+    """Until the server holds a log line of the run with ``text``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = api.post(
+            "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}
+        ).json()
+        if any(text in str(entry["message"]) for entry in logs):
+            return
+        assert time.monotonic() < deadline, f"no log line with {text!r} on the server"
+        time.sleep(0.5)
 
 
 def _resume(browser: Browser, api: httpx.Client, run_id: str, text: str) -> None:

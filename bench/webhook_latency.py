@@ -275,6 +275,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", action="store_true", help="last line: JSON summary")
+    parser.add_argument(
+        "--modes",
+        default="embedded,deployment,warm-worker",
+        help="comma-separated modes to measure (raw always runs)",
+    )
     args = parser.parse_args()
     os.environ.update(
         {
@@ -297,7 +302,7 @@ def main() -> None:
         with sandbox.moto_server() as moto:
             recorder = Recorder(moto)
             os.environ["AWS_ENDPOINT_URL"] = recorder.url
-            results = run_modes(procs, tmp, api, recorder, secret, args.runs)
+            results = run_modes(procs, tmp, api, recorder, secret, args.runs, args.modes.split(","))
             recorder.close()
         report(results, args.runs, time.monotonic() - t0)
     if args.json:
@@ -315,7 +320,13 @@ def main() -> None:
 
 
 def run_modes(
-    procs: list[Any], tmp: Path, api: str, recorder: Recorder, secret: str, runs: int
+    procs: list[Any],
+    tmp: Path,
+    api: str,
+    recorder: Recorder,
+    secret: str,
+    runs: int,
+    modes: list[str],
 ) -> dict[str, list[float]]:
     from deployments.cli.serve import background_server
     from deployments.receiver import create_app
@@ -351,9 +362,13 @@ def run_modes(
     def warm_worker() -> list[float]:
         return warm_worker_mode(procs, tmp, api, recorder, secret, runs, environ, finished)
 
-    phase(results, "embedded", embedded)  # (a)
-    phase(results, "deployment", deployment)  # (b)
-    phase(results, "warm-worker", warm_worker)  # (c)
+    for name, measure in (
+        ("embedded", embedded),  # (a)
+        ("deployment", deployment),  # (b)
+        ("warm-worker", warm_worker),  # (c)
+    ):
+        if name in modes:
+            phase(results, name, measure)
     return results
 
 
@@ -461,7 +476,9 @@ def report(results: dict[str, list[float]], runs: int, elapsed: float) -> None:
         "warm-worker": "p50 ≤ 1.0 s",
     }
     for mode in ("raw", "embedded", "deployment", "warm-worker"):
-        values = results.get(mode) or []
+        if mode not in results:
+            continue  # not asked for (--modes)
+        values = results[mode]
         if not values:
             print(f"{mode:<12} {'failed: see above':>28}  {goals[mode]}")
             continue

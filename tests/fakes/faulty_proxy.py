@@ -25,10 +25,14 @@ def faulty_proxy(
     upstream: str,
     fail: Callable[[int], bool],
     fault: tuple[int, bytes] = (500, b'{"__type": "InternalFailure", "message": "injected fault"}'),
+    stall: Callable[[str, FaultStats], bool] | None = None,
 ) -> Iterator[tuple[str, FaultStats]]:
     """``fault`` is the (status, JSON body) answered instead of forwarding, e.g.
-    ``(400, b'{"__type": "ThrottlingException"}')`` for DynamoDB throttling."""
+    ``(400, b'{"__type": "ThrottlingException"}')`` for DynamoDB throttling.
+    ``stall(target, stats)`` true holds that request unanswered until the proxy closes
+    (a platform that never answers: the caller stays where it is)."""
     stats = FaultStats()
+    closing = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -38,6 +42,10 @@ def faulty_proxy(
             with stats.lock:
                 stats.count += 1
                 n = stats.count
+            target = self.headers.get("X-Amz-Target", self.path)
+            if stall is not None and stall(target, stats):
+                closing.wait()
+                return
             if fail(n):
                 with stats.lock:
                     stats.injected += 1
@@ -78,5 +86,6 @@ def faulty_proxy(
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", stats
     finally:
+        closing.set()
         server.shutdown()
         server.server_close()

@@ -31,7 +31,7 @@ import pytest
 from devstack.sandbox import CLUSTER, free_port
 from devstack.stack import ROOT, Options, Proc, Stack, down, up, wait_rollback_workers
 from rollback.models import Status, parse_iso
-from tests.fakes.faulty_proxy import faulty_proxy
+from tests.fakes.faulty_proxy import FaultStats, faulty_proxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -102,13 +102,18 @@ def test_requests_wait_for_a_worker_and_survive_a_server_restart(stack: Stack) -
 
 
 def test_a_worker_killed_mid_rollback_is_resumed_without_a_second_switch(stack: Stack) -> None:
-    from rollback import aws
-
-    # GIVEN svc-03 cannot stabilize (desired 2 while moto runs 1 task)
-    ecs = aws.client("ecs")
-    ecs.update_service(cluster=CLUSTER, service="svc-03", desiredCount=2)
-    worker = _worker(stack, "w1")
-    with _receiver(stack) as receiver:
+    # GIVEN a worker whose ECS stops answering once it has switched svc-03 (it waits in
+    # stabilize; moto itself would report the service stable at once)
+    for running in [p for p in stack.procs if p.name == "rollback-worker-w1"]:
+        stack.stop(running)
+    with (
+        faulty_proxy(stack.env["AWS_ENDPOINT_URL"], lambda n: False, stall=_after_switch) as (
+            stalling,
+            _,
+        ),
+        _receiver(stack) as receiver,
+    ):
+        worker = _start_worker(stack, "w1", {"AWS_ENDPOINT_URL": stalling})
         first = _post(receiver, "svc-03", "crash-1").json()["data"]
         # WHEN the worker running it is killed right after it switched the service
         deadline = time.monotonic() + 60
@@ -119,8 +124,7 @@ def test_a_worker_killed_mid_rollback_is_resumed_without_a_second_switch(stack: 
         stack.stop(worker)
         dead = _audit(stack)[first["audit_id"]]
         assert dead.status in (Status.EXECUTING, Status.STABILIZING)
-        # The service settles meanwhile; the dead worker's lease runs out.
-        ecs.update_service(cluster=CLUSTER, service="svc-03", desiredCount=1)
+        # The dead worker's lease runs out.
         time.sleep(LEASE_S + 0.5)
         # AND a new worker (its AWS calls counted by a proxy) takes the next request
         with faulty_proxy(stack.env["AWS_ENDPOINT_URL"], lambda n: False) as (proxy, stats):
@@ -238,8 +242,10 @@ def _post(client: httpx.Client, service: str, key: str) -> httpx.Response:
     return client.post("/rollback", json=body, headers={"Idempotency-Key": key})
 
 
-def _worker(stack: Stack, name: str) -> Proc:
-    return next(p for p in stack.procs if p.name == f"rollback-worker-{name}")
+def _after_switch(target: str, stats: FaultStats) -> bool:
+    """Hold every ECS DescribeServices once the service was switched (UpdateService)."""
+    switched = any(t.endswith(".UpdateService") for t in stats.forwarded)
+    return switched and target.endswith(".DescribeServices")
 
 
 def _start_worker(stack: Stack, name: str, env: dict[str, str] | None = None) -> Proc:

@@ -44,14 +44,6 @@ class DeployCompleted:
 AwsMapped = PlatformFailure | DeployCompleted | Ignored
 
 
-def _get(data: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(key)
-    return data
-
-
 def is_aws_event(payload: Any) -> bool:
     """True for an EventBridge envelope (``source``, ``detail-type``, ``detail``)."""
     return (

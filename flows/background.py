@@ -41,7 +41,7 @@ from uuid import UUID
 from prefect import get_run_logger, task
 from prefect.context import get_run_context
 
-from flows.launch import Started, _Runs, flow_parameters
+from flows.launch import OnWorkers, Started, flow_parameters
 from rollback import entrance
 from rollback.config import Config
 from rollback.errors import LockHeldError
@@ -160,20 +160,13 @@ def _waiting_run(flow_run_id: str | None, audit_id: str) -> Any:
     return run
 
 
-class WorkerLauncher:
+class WorkerLauncher(OnWorkers):
     """Submits accepted requests to the long-lived workers (``rollback_task.delay``).
 
     The flow run is created first (Pending), so the answer carries its UI link; the
-    worker runs the rollback on that flow run. The two API calls are made one request
-    at a time: 20 concurrent flow-run creations against a SQLite-backed server took
-    65–80 s each here, one at a time 0.05–0.1 s (bench/RESULTS.md, storm)."""
+    worker runs the rollback on that flow run."""
 
     mode = "worker"
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self._runs = _Runs()
-        self._api = threading.Lock()
 
     def start(self, request: RollbackRequest, audit_id: str, idempotency_key: str) -> Started:
         from prefect import get_client
@@ -195,15 +188,6 @@ class WorkerLauncher:
         self._runs.put(audit_id, started)
         log.info("queued rollback %s for a worker (flow run %s)", audit_id, run_id)
         return started
-
-    def busy(self, environment: str, service: str) -> str | None:
-        return None  # runs are on workers: the audit store's lock tells
-
-    def run_of(self, audit_id: str) -> Started | None:
-        return self._runs.get(audit_id)
-
-    def close(self) -> None:
-        return None
 
 
 # -- inside the worker: putting back lost deliveries, the health guard ----------------------

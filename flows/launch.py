@@ -102,22 +102,46 @@ def make_launcher(config: Config, mode: str | None = None) -> Launcher:
 
 
 class _Runs:
-    """Audit id -> Started, bounded (oldest forgotten first)."""
+    """Audit id -> Started, bounded (oldest forgotten first), shared by threads."""
 
     def __init__(self, size: int = 10_000) -> None:
-        self._data: OrderedDict[str, Started] = OrderedDict()
-        self._size = size
+        self._data: BoundedMap[Started] = BoundedMap(size)
         self._lock = threading.Lock()
 
     def put(self, audit_id: str, started: Started) -> None:
         with self._lock:
             self._data[audit_id] = started
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
 
     def get(self, audit_id: str) -> Started | None:
         with self._lock:
             return self._data.get(audit_id)
+
+
+class InFlight:
+    """The futures still running, so a caller can wait for them (tests, benchmarks, the
+    health guard)."""
+
+    def __init__(self) -> None:
+        self._futures: set[Future[Any]] = set()
+        self._lock = threading.Lock()
+
+    def track(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def wait(self, timeout: float) -> bool:
+        """True when every tracked future ended within ``timeout`` seconds."""
+        import concurrent.futures
+
+        with self._lock:
+            futures = list(self._futures)
+        _, not_done = concurrent.futures.wait(futures, timeout=timeout)
+        return not not_done
 
 
 class BoundedMap(OrderedDict[str, _V]):
@@ -144,7 +168,7 @@ class EmbeddedLauncher:
         self.config = config
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._pending: dict[str, list[str]] = {}
-        self._futures: set[Future[Any]] = set()
+        self._in_flight = InFlight()
         self._lock = threading.Lock()
         self._runs = _Runs()
         # The last outcomes of this process's runs (tests, the health guard): bounded, a
@@ -183,9 +207,7 @@ class EmbeddedLauncher:
             if pool is None:
                 pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rollback-{key}")
                 self._executors[key] = pool
-            future = pool.submit(self._run, key, audit_id, flow_run, params)
-            self._futures.add(future)
-        future.add_done_callback(self._futures.discard)
+            self._in_flight.track(pool.submit(self._run, key, audit_id, flow_run, params))
         log.info("started rollback %s of %s (flow run %s)", audit_id, key, flow_run.id)
         return started
 
@@ -229,12 +251,7 @@ class EmbeddedLauncher:
 
     def wait_idle(self, timeout: float = 60) -> bool:
         """Wait for every queued run to end (tests, benchmarks, the health guard)."""
-        import concurrent.futures
-
-        with self._lock:
-            futures = list(self._futures)
-        _, not_done = concurrent.futures.wait(futures, timeout=timeout)
-        return not not_done
+        return self._in_flight.wait(timeout)
 
     def close(self) -> None:
         with self._lock:
@@ -243,22 +260,37 @@ class EmbeddedLauncher:
             pool.shutdown(wait=True)
 
 
-class DeploymentLauncher:
-    """Starts the auto-rollback deployment on the Prefect server (``run_deployment``,
-    ``timeout=0``: returns the run id at once) and emits ``rollback.requested``.
+class OnWorkers:
+    """What the launchers whose runs execute in other processes share: the started runs
+    (bounded) and one Prefect API request at a time — 20 concurrent flow-run creations
+    against a SQLite-backed server took 65–80 s each here, one at a time 0.05–0.1 s
+    (bench/RESULTS.md, storm). Which run holds a service is the audit store's lock."""
 
-    The flow-run creations are made one request at a time, as ``WorkerLauncher`` does:
-    20 concurrent ones against a SQLite-backed server took 65–80 s each here, one at a
-    time 0.05–0.1 s (bench/RESULTS.md, storm)."""
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._runs = _Runs()
+        self._api = threading.Lock()
+
+    def busy(self, environment: str, service: str) -> str | None:
+        return None  # runs are on workers: the audit store's lock tells
+
+    def run_of(self, audit_id: str) -> Started | None:
+        return self._runs.get(audit_id)
+
+    def close(self) -> None:
+        return None
+
+
+class DeploymentLauncher(OnWorkers):
+    """Starts the auto-rollback deployment on the Prefect server (``run_deployment``,
+    ``timeout=0``: returns the run id at once) and emits ``rollback.requested``."""
 
     mode = "deployment"
 
     def __init__(self, config: Config, deployment: str | None = None) -> None:
-        self.config = config
+        super().__init__(config)
         hooks = config.webhooks
         self.deployment = deployment or (hooks.deployment if hooks else "rollback/rollback-auto")
-        self._runs = _Runs()
-        self._api = threading.Lock()
 
     def start(self, request: RollbackRequest, audit_id: str, idempotency_key: str) -> Started:
         from prefect.deployments import run_deployment
@@ -302,15 +334,6 @@ class DeploymentLauncher:
         )
         log.info("started deployment %s for %s (flow run %s)", self.deployment, audit_id, run_id)
         return started
-
-    def busy(self, environment: str, service: str) -> str | None:
-        return None  # runs are on workers: the audit store's lock tells
-
-    def run_of(self, audit_id: str) -> Started | None:
-        return self._runs.get(audit_id)
-
-    def close(self) -> None:
-        return None
 
 
 # -- the intake ---------------------------------------------------------------------------

@@ -18,12 +18,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from flows.launch import Acceptance, Intake, printable
+from flows.launch import Acceptance, InFlight, Intake, printable
 from rollback.config import Config
 from rollback.errors import RollbackError
 from rollback.models import DeploymentRecord, iso, new_id, parse_iso, utcnow
@@ -93,7 +93,7 @@ class PlatformWatch:
         self.platform = platform
         self.notify = notify or self._default_notify
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="platform-watch")
-        self._futures: set[Future[None]] = set()
+        self._in_flight = InFlight()
         self._lock = threading.Lock()
         self._running: set[str] = set()  # watch ids watched by this process
         self._not_kept: set[str] = set()  # watches the store did not take (not durable)
@@ -163,18 +163,10 @@ class PlatformWatch:
         self._submit_call(self._watch, watch_id, plan, authenticated_by)
 
     def _submit_call(self, fn: Callable[..., None], *args: Any) -> None:
-        with self._lock:
-            future = self._pool.submit(fn, *args)
-            self._futures.add(future)
-        future.add_done_callback(self._futures.discard)
+        self._in_flight.track(self._pool.submit(fn, *args))
 
     def wait_idle(self, timeout: float = 60) -> bool:
-        import concurrent.futures
-
-        with self._lock:
-            futures = list(self._futures)
-        _, not_done = concurrent.futures.wait(futures, timeout=timeout)
-        return not not_done
+        return self._in_flight.wait(timeout)
 
     def close(self) -> None:
         """Stop watching (the receiver ends): the watches stay open in the store, for

@@ -30,8 +30,9 @@ import pytest
 
 from devstack.sandbox import CLUSTER, free_port
 from devstack.stack import ROOT, Options, Proc, Stack, down, up, wait_rollback_workers
-from rollback.models import Status, parse_iso
+from rollback.models import Status
 from tests.fakes.faulty_proxy import FaultStats, faulty_proxy
+from tests.functional.stack_runs import change_window, max_parallel
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -177,7 +178,7 @@ def test_two_workers_never_run_one_service_twice_at_once(stack: Stack) -> None:
     assert {records[i].status.value for i in ids} <= {"succeeded", "refused"}
     windows: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
     for audit_id in ids:
-        window = _change_window(records[audit_id].transitions)
+        window = change_window(records[audit_id].transitions)
         if window:
             windows[records[audit_id].service].append(window)
     assert set(windows) == set(services)
@@ -186,7 +187,7 @@ def test_two_workers_never_run_one_service_twice_at_once(stack: Stack) -> None:
         for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
             assert start >= end, f"two rollbacks of {service} overlapped"
     # AND both workers ran some
-    assert _max_parallel(runs) >= 2
+    assert max_parallel(runs) >= 2
 
 
 def test_a_task_run_made_by_hand_is_never_automatic(stack: Stack) -> None:
@@ -285,24 +286,6 @@ def _task_definition(service: str) -> str:
 
     svc = aws.client("ecs").describe_services(cluster=CLUSTER, services=[service])["services"][0]
     return str(svc["taskDefinition"].rsplit("/", 1)[-1])
-
-
-def _change_window(transitions: Any) -> tuple[datetime, datetime] | None:
-    stamps = {status: parse_iso(ts) for status, ts in transitions}
-    start = stamps.get("executing")
-    end = stamps.get("succeeded") or stamps.get("failed") or stamps.get("interrupted")
-    return (start, end) if start and end else None
-
-
-def _max_parallel(runs: list[dict[str, Any]]) -> int:
-    edges = []
-    for run in runs:
-        edges += [(parse_iso(run["start_time"]), 1), (parse_iso(run["end_time"]), -1)]
-    level = peak = 0
-    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
-        level += step
-        peak = max(peak, level)
-    return peak
 
 
 def test_the_health_guard_ticks_inside_a_worker_and_can_be_paused(stack: Stack) -> None:

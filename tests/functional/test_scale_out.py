@@ -20,7 +20,7 @@ import pytest
 
 from devstack.sandbox import free_port
 from devstack.stack import Options, Stack, down, up
-from rollback.models import parse_iso
+from tests.functional.stack_runs import change_window, max_parallel
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -93,7 +93,7 @@ def test_ten_requests_for_five_services_on_two_workers(
     by_service: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
     for audit_id in ids:
         record = records[audit_id]
-        window = _change_window(record.transitions)
+        window = change_window(record.transitions)
         if window:
             by_service[record.service].append(window)
     assert set(by_service) == set(SERVICES)
@@ -102,7 +102,7 @@ def test_ten_requests_for_five_services_on_two_workers(
         for (_, end), (start, _) in zip(windows, windows[1:], strict=False):
             assert start >= end, f"two rollbacks of {service} overlapped"
     # AND different services did run at the same time
-    assert _max_parallel(runs) >= 2
+    assert max_parallel(runs) >= 2
     # AND the stack made one strict one-slot limit per service for the flow to take
     limits = _api(stack, "POST", "/v2/concurrency_limits/filter", {})
     names = {lim["name"]: lim["limit"] for lim in limits}
@@ -135,25 +135,6 @@ def _deployment_runs(stack: Stack) -> list[dict[str, Any]]:
     return _api(
         stack, "POST", "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}}}
     )
-
-
-def _change_window(transitions: Any) -> tuple[datetime, datetime] | None:
-    """From the executing transition to the final one (None: never changed anything)."""
-    stamps = {status: parse_iso(ts) for status, ts in transitions}
-    start = stamps.get("executing")
-    end = stamps.get("succeeded") or stamps.get("failed") or stamps.get("interrupted")
-    return (start, end) if start and end else None
-
-
-def _max_parallel(runs: list[dict[str, Any]]) -> int:
-    edges = []
-    for run in runs:
-        edges += [(parse_iso(run["start_time"]), 1), (parse_iso(run["end_time"]), -1)]
-    level = peak = 0
-    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
-        level += step
-        peak = max(peak, level)
-    return peak
 
 
 def _audit(stack: Stack) -> dict[str, Any]:

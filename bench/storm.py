@@ -149,7 +149,8 @@ def failure_body(service: str) -> bytes:
 
 
 def send(url: str, secret: str, service: str) -> tuple[str, float, str | None, str]:
-    """One signed failure webhook; (service, sent at, audit id, problem)."""
+    """One signed failure webhook; (service, sent at, audit id, problem); the answer's
+    time is kept in ``ANSWERED`` by service."""
     import httpx
 
     from deployments.signatures import github_signature
@@ -166,9 +167,26 @@ def send(url: str, secret: str, service: str) -> tuple[str, float, str | None, s
         resp = httpx.post(url + "/webhooks/github", content=body, headers=headers, timeout=60)
     except Exception as exc:  # noqa: BLE001 - a lost request is a result, not a crash
         return service, sent, None, f"{type(exc).__name__} after {time.time() - sent:.1f} s"
+    ANSWERED[service] = time.time() - sent
     if resp.status_code != 202:
         return service, sent, None, f"HTTP {resp.status_code}: {resp.text[:200]}"
     return service, sent, resp.json().get("audit_id"), ""
+
+
+ANSWERED: dict[str, float] = {}
+
+
+def flow_run_starts(audit_ids: list[str]) -> dict[str, float]:
+    """When each request's flow run started (wall clock), by audit id."""
+    from prefect import get_client
+
+    wanted, starts = set(audit_ids), {}
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(limit=200):
+            audit_id = (run.parameters or {}).get("audit_id")
+            if audit_id in wanted and run.start_time is not None:
+                starts[audit_id] = run.start_time.timestamp()
+    return starts
 
 
 # -- one path -------------------------------------------------------------------------------
@@ -247,8 +265,13 @@ def run_phase(
     window = time.monotonic() - window_start
     if profile:
         profile_signal([workers[0].pid], signal.SIGUSR1, [profile / "worker"])
-    updated, verified = [], []
+    updated, verified, answered, begun = [], [], [], []
+    starts = flow_run_starts(ids)
     for service, at, audit_id, _ in sent:
+        if service in ANSWERED:
+            answered.append(ANSWERED[service])
+        if audit_id in starts:
+            begun.append(starts[audit_id] - at)
         stamp = recorder.first_update.get(service)
         if stamp is not None:
             updated.append(stamp - at)
@@ -268,6 +291,11 @@ def run_phase(
         "p50_s": _q(updated, 0.5),
         "p95_s": _q(updated, 0.95),
         "verified_p50_s": _q(verified, 0.5),
+        # Where the time to UpdateService goes: the receiver's answer, the flow run's start.
+        "answered_p50_s": _q(answered, 0.5),
+        "answered_p95_s": _q(answered, 0.95),
+        "started_p50_s": _q(begun, 0.5),
+        "started_p95_s": _q(begun, 0.95),
         "verified_p95_s": _q(verified, 0.95),
         "cpu_s": round(cpu, 2),
         "cpu_s_per_rollback": round(cpu / ran, 3),
@@ -472,6 +500,11 @@ def report(results: dict[str, dict[str, Any]], n: int, elapsed: float, load: flo
             f" {_f(r['p50_s']):>7} {_f(r['p95_s']):>7} {_f(r['verified_p95_s']):>10}"
             f" {_f(r['cpu_s_per_rollback']):>15}"
             + (f"  problems: {r['problems']}" if r["problems"] else "")
+        )
+        print(
+            f"{'':<15} stages p50 / p95: receiver answered {_f(r['answered_p50_s'])} / "
+            f"{_f(r['answered_p95_s'])} s, flow run started {_f(r['started_p50_s'])} / "
+            f"{_f(r['started_p95_s'])} s, UpdateService {_f(r['p50_s'])} / {_f(r['p95_s'])} s"
         )
         split = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s_per_rollback_by_process"].items())
         print(f"{'':<15} CPU s per rollback by process: {split}")

@@ -1,28 +1,41 @@
 """Automatic rollbacks on long-lived workers: no process start on the hot path.
 
-An accepted request becomes a Prefect *background task* run (``rollback_task.delay``);
-``rollback worker`` is a long-lived process that serves that task
-(``prefect.task_worker.serve``) and runs ``rollback_flow`` in-process, so each rollback is
-still its own flow run in the UI (``requested_rollback``, as the ``rollback-auto``
-deployment), with its logs, artifact and final state — started ~0.2 s after the
-request instead of 3–7 s (a process worker's poll and a new Python process).
+An accepted request becomes a flow run of ``requested_rollback`` that the intake creates
+``Pending`` and tags ``rollback-auto-queue`` (``WorkerLauncher``), so the answer links to
+it. ``rollback worker`` is a long-lived process that listens to the Prefect server's
+event stream for those runs (``prefect.flow-run.Pending``, related to the tag) and runs
+each one in-process, on that very flow run (``run_flow``): the rollback is a flow run in
+the UI with its logs, artifact and final state, started ~0.1–0.2 s after the request
+instead of 3–7 s (a process worker's poll and a new Python process).
 
-What the served path keeps from the deployment path, and how:
+Why the event stream and not Prefect's background tasks (``task.delay()`` served by
+``prefect.task_worker.serve``, the first design): both are Prefect-native and start a run
+in ~0.15 s, but a background task run is a second run per rollback — its own task run,
+states and parameter file, and the task worker rebuilds its settings and API clients
+for each one. Measured on this machine (bench/RESULTS.md, storm), an empty six-task flow
+run cost 0.51 CPU-s through a background task and 0.30 CPU-s through the event stream,
+all processes counted; the rollback's own work is ~0.15 CPU-s.
+
+What the worker keeps, and how:
 
 - **Only the intake's requests are automatic.** Anyone who can reach the Prefect API can
-  create a run of this task, so its parameters prove nothing. Before running, the task
+  create a run with our tag, so its parameters prove nothing. Before running, the worker
   reads the event claim for the request's audit id in our audit table (written by
   ``Intake``, where the Prefect server cannot write) and applies ``entrance.admit``, as a
-  deployment run does: without the claim the request is manual (a protected
-  environment is then refused: nobody is there to type the confirmation). The config is
-  the worker's own (``--config``), never a parameter.
-- **One execution per request.** The server's queue of background task runs is in
-  memory, so ``Requeuer`` puts back task runs still ``Scheduled`` after a while (a
-  server restart emptied the queue); a run can therefore be delivered twice. The task
-  claims ``dispatch:<audit id>`` in the audit table first: only the first delivery runs.
+  deployment run does: without the claim the request is manual (a protected environment
+  is then refused: nobody is there to type the confirmation). The config is the
+  worker's own (``--config``), never a parameter.
+- **One execution per request.** Every worker hears every event; the first to claim
+  ``dispatch:<flow run id>`` in the audit table runs it. A worker claims only when it has
+  a free slot (``--limit``), so a busy worker never holds a run a free one could start.
+- **Nothing is lost.** The event stream is not a queue: the queue is the server's
+  database, where the runs wait ``Pending``. The worker lists them when it starts and
+  after every reconnection (requests accepted while no worker ran, or while the server
+  restarted) and every ``requeue_after_s / 2`` (an event a reconnection missed).
 - **A worker killed mid-rollback** leaves its audit record in flight and the service's
   lease lock to expire; the next request for the service marks the attempt interrupted
   and resumes it from what the service runs (``rollback_flow``), never switching twice.
+  A worker asked to stop (SIGTERM) takes no new run and finishes the ones it runs.
 - **The health guard** ticks inside the worker (``GuardLoop``): one worker at a time
   holds the guard's lease in the audit table, and the Prefect variable
   ``health_guard_paused`` (``true``) pauses it from the UI or ``prefect variable set``.
@@ -30,80 +43,48 @@ What the served path keeps from the deployment path, and how:
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import logging
+import signal
 import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from prefect import get_run_logger, task
-from prefect.context import get_run_context
+from pydantic import ValidationError
 
 from flows.launch import OnWorkers, Started, flow_parameters
 from rollback import entrance
 from rollback.config import Config
 from rollback.errors import LockHeldError
-from rollback.models import RollbackRequest
+from rollback.models import RollbackRequest, new_id
 from rollback.runtime import Runtime
+from rollback.text import log_safe
 
 log = logging.getLogger(__name__)
 
-TASK_NAME = "rollback-auto"
+QUEUE_NAME = "rollback-auto"
 QUEUE_TAG = "rollback-auto-queue"
-ENTRANCE = "prefect-task"
+PENDING_EVENT = "prefect.flow-run.Pending"
+ENTRANCE = "prefect-worker"
 PAUSE_VARIABLE = "health_guard_paused"
 GUARD_LOCK = ("__worker__", "health-guard")
-
-# The worker's config, loaded once at its edge (``serve_worker``); the task never takes
-# a config path from its parameters.
-_worker: dict[str, Any] = {}
+LISTENING = "rollback worker: listening for queued rollbacks"
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """What the served task did with one delivered request."""
+    """What the worker did with one queued flow run."""
 
     status: str
-    audit_id: str
-    flow_run_id: str | None = None
+    flow_run_id: str
+    audit_id: str | None = None
     note: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "audit_id": self.audit_id,
-            "flow_run_id": self.flow_run_id,
-            "note": self.note,
-        }
-
-
-@task(name=TASK_NAME, tags=[QUEUE_TAG], persist_result=False, retries=0)
-def rollback_task(request: dict[str, Any], audit_id: str, flow_run_id: str | None = None) -> dict:
-    """Run one accepted automatic rollback in this worker (see the module docstring)."""
-    config: Config = _worker["config"]
-    rt: Runtime = _worker.get("runtime") or Runtime(config)
-    req = RollbackRequest.model_validate(request)
-    ctx = get_run_context()
-    me = str(getattr(getattr(ctx, "task_run", None), "id", None) or uuid.uuid4())
-    rt.ensure_tables()
-    # 1. One execution per request, whatever the number of deliveries.
-    owner = rt.markers.claim_event(f"dispatch:{audit_id}", me)
-    if owner != me:
-        get_run_logger().info("rollback %s already dispatched (%s): skipped", audit_id, owner)
-        return Delivery("duplicate", audit_id).as_dict()
-    # 2. Automatic only when the intake claimed this request for this audit id.
-    admission = admit(rt, req, audit_id)
-    if admission.note:
-        get_run_logger().warning("%s", admission.note)
-    req = req.model_copy(
-        update={"trigger": admission.trigger, "authenticated_by": admission.authenticated_by}
-    )
-    result = run_in_process(config, req, audit_id, flow_run_id)
-    return Delivery(
-        str(result.get("status")), audit_id, result.get("flow_run_id"), admission.note
-    ).as_dict()
 
 
 def admit(rt: Runtime, request: RollbackRequest, audit_id: str) -> entrance.Admission:
@@ -113,58 +94,16 @@ def admit(rt: Runtime, request: RollbackRequest, audit_id: str) -> entrance.Admi
     return entrance.admit(
         request,
         audit_id=audit_id,
-        deployment=TASK_NAME,
+        deployment=QUEUE_NAME,
         claim=claim,
         local_user=getpass.getuser(),
         kind=ENTRANCE,
     )
 
 
-def run_in_process(
-    config: Config, request: RollbackRequest, audit_id: str, flow_run_id: str | None
-) -> dict[str, Any]:
-    """The ``rollback-auto`` flow (``requested_rollback``: a refused rollback ends Failed
-    "Refused", as on the deployment path) in this process, on the flow run the launcher
-    created (so the receiver's answer links to it) when it is still the one waiting for
-    this request."""
-    from prefect.flow_engine import run_flow
-
-    from flows.outcome import requested_rollback, result_of
-
-    flow_run = _waiting_run(flow_run_id, audit_id)
-    config_path = config.source or None
-    state: Any
-    if flow_run is None:
-        state = requested_rollback(request, config_path, audit_id, return_state=True)
-    else:
-        params = {"request": request, "config_path": config_path, "audit_id": audit_id}
-        state = run_flow(
-            requested_rollback, flow_run=flow_run, parameters=params, return_type="state"
-        )
-    return result_of(state)
-
-
-def _waiting_run(flow_run_id: str | None, audit_id: str) -> Any:
-    from prefect import get_client
-
-    if not flow_run_id:
-        return None
-    try:
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(UUID(flow_run_id))
-    except Exception:  # noqa: BLE001 - a missing or foreign run: start a new one
-        return None
-    waiting = run.state is not None and run.state.is_pending()
-    if not waiting or (run.parameters or {}).get("audit_id") != audit_id:
-        return None
-    return run
-
-
 class WorkerLauncher(OnWorkers):
-    """Submits accepted requests to the long-lived workers (``rollback_task.delay``).
-
-    The flow run is created first (Pending), so the answer carries its UI link; the
-    worker runs the rollback on that flow run."""
+    """Queues accepted requests for the long-lived workers: a ``Pending`` flow run with
+    the queue's tag (one API call pair; the answer carries its UI link)."""
 
     mode = "worker"
 
@@ -180,68 +119,194 @@ class WorkerLauncher(OnWorkers):
                 name=f"rollback-{request.environment}-{request.service}",
                 parameters=flow_parameters(self.config, request, audit_id),
                 state=Pending(message="queued for a rollback worker"),
-                tags=["rollback", f"trigger:{request.trigger}", "worker"],
+                tags=["rollback", f"trigger:{request.trigger}", "worker", QUEUE_TAG],
             )
-            run_id = str(flow_run.id)
-            rollback_task.delay(request.model_dump(mode="json"), audit_id, run_id)
+        run_id = str(flow_run.id)
         started = Started(run_id, self.config.flow_run_url(run_id))
         self._runs.put(audit_id, started)
         log.info("queued rollback %s for a worker (flow run %s)", audit_id, run_id)
         return started
 
 
-# -- inside the worker: putting back lost deliveries, the health guard ----------------------
-class Requeuer:
-    """Puts back runs of ``rollback_task`` still Scheduled after ``after_s`` seconds.
+# -- inside the worker ----------------------------------------------------------------------
+class Dispatcher:
+    """Runs the queued flow runs this worker hears of, ``limit`` at a time, each once."""
 
-    The server keeps its queue of background task runs in memory: after a restart the
-    runs are in its database, Scheduled, but nobody is told. Setting their state to
-    Scheduled again enqueues them (Prefect's ``EnqueueScheduledTasks`` rule). A run that
-    was only waiting for a free worker may be delivered twice: the dispatch claim runs it
-    once."""
+    def __init__(self, config: Config, rt: Runtime, limit: int) -> None:
+        self.config = config
+        self.rt = rt
+        self.me = f"worker-{uuid.uuid4()}"
+        self._pool = ThreadPoolExecutor(limit, thread_name_prefix="rollback")
+        self._offered: set[str] = set()
+        self._lock = threading.Lock()
 
-    def __init__(self, after_s: float = 30) -> None:
-        self.after_s = after_s
+    def offer(self, flow_run_id: str) -> bool:
+        """Queue ``flow_run_id`` for a free slot, unless it is queued here already."""
+        with self._lock:
+            if flow_run_id in self._offered:
+                return False
+            self._offered.add(flow_run_id)
+        try:
+            self._pool.submit(self._take, flow_run_id)
+        except RuntimeError:  # stopping: the run stays Pending for another worker
+            return False
+        return True
 
-    def sweep(self) -> int:
-        from datetime import UTC, datetime, timedelta
+    def sweep(self, older_than_s: float = 0) -> int:
+        """Offer every queued run still ``Pending`` for ``older_than_s`` seconds."""
+        offered = sum(self.offer(run_id) for run_id in waiting_runs(older_than_s))
+        if offered:
+            log.warning("picked up %d waiting rollback(s) from the server's queue", offered)
+        return offered
 
-        from prefect import get_client
-        from prefect.client.schemas.filters import (
-            TaskRunFilter,
-            TaskRunFilterState,
-            TaskRunFilterStateType,
-            TaskRunFilterTags,
+    def stop(self) -> None:
+        """Take no new run; wait for the ones running (queued ones stay Pending)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _take(self, flow_run_id: str) -> None:
+        try:
+            done = self.run(flow_run_id)
+            log.info("flow run %s: %s", flow_run_id, done.status)
+        except Exception:  # noqa: BLE001 - one run's crash never stops the worker
+            log.exception("queued flow run %s failed in the worker", flow_run_id)
+        finally:
+            with self._lock:
+                self._offered.discard(flow_run_id)
+
+    def run(self, flow_run_id: str) -> Delivery:
+        """Claim, admit and run one queued flow run (see the module docstring)."""
+        flow_run = _queued_run(flow_run_id)
+        if flow_run is None:
+            return Delivery("not-waiting", flow_run_id)
+        # 1. One execution per run, whatever the number of workers that heard of it.
+        if self.rt.markers.claim_event(f"dispatch:{flow_run_id}", self.me) != self.me:
+            return Delivery("taken", flow_run_id)
+        params = flow_run.parameters or {}
+        try:
+            request = RollbackRequest.model_validate(params.get("request"))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            _fail(flow_run_id, f"not a rollback request: {log_safe(where)}: {first.get('msg')}")
+            return Delivery("invalid", flow_run_id)
+        audit_id = str(params.get("audit_id") or new_id())
+        # 2. Automatic only when the intake claimed this request for this audit id.
+        admission = admit(self.rt, request, audit_id)
+        if admission.note:
+            log.warning("flow run %s: %s", flow_run_id, admission.note)
+        request = request.model_copy(
+            update={"trigger": admission.trigger, "authenticated_by": admission.authenticated_by}
         )
-        from prefect.client.schemas.objects import StateType
-        from prefect.states import Scheduled, State
+        result = run_queued(self.config, flow_run, request, audit_id)
+        return Delivery(str(result.get("status")), flow_run_id, audit_id, admission.note)
 
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.after_s)
-        put_back = 0
+
+def run_queued(
+    config: Config, flow_run: Any, request: RollbackRequest, audit_id: str
+) -> dict[str, Any]:
+    """The ``rollback-auto`` flow (``requested_rollback``: a refused rollback ends Failed
+    "Refused", as on the deployment path) in this process, on the queued flow run."""
+    from prefect.flow_engine import run_flow
+
+    from flows.outcome import requested_rollback, result_of
+
+    params = {"request": request, "config_path": config.source or None, "audit_id": audit_id}
+    state: Any = run_flow(
+        requested_rollback, flow_run=flow_run, parameters=params, return_type="state"
+    )
+    return result_of(state)
+
+
+def _queued_run(flow_run_id: str) -> Any:
+    """The flow run when it still waits for a worker (Pending, with the queue's tag)."""
+    from prefect import get_client
+
+    try:
         with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(
-                task_run_filter=TaskRunFilter(
-                    tags=TaskRunFilterTags(all_=[QUEUE_TAG]),
-                    state=TaskRunFilterState(
-                        type=TaskRunFilterStateType(any_=[StateType.SCHEDULED])
-                    ),
-                ),
-                limit=200,
-            )
-            for run in runs:
-                state = run.state
-                if state is None or not state.state_details.deferred:
-                    continue
-                if state.timestamp and state.timestamp > cutoff:
-                    continue
-                again: State[Any] = Scheduled()
-                again.state_details.deferred = True
-                again.state_details.task_parameters_id = state.state_details.task_parameters_id
-                client.set_task_run_state(run.id, again, force=True)
-                put_back += 1
-        if put_back:
-            log.warning("put back %d queued rollback(s) the server had lost", put_back)
-        return put_back
+            run = client.read_flow_run(UUID(flow_run_id))
+    except Exception:  # noqa: BLE001 - gone, or not a run id: nothing to do
+        return None
+    waiting = run.state is not None and run.state.is_pending()
+    return run if waiting and QUEUE_TAG in (run.tags or []) else None
+
+
+def _fail(flow_run_id: str, message: str) -> None:
+    from prefect import get_client
+    from prefect.states import Failed
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(flow_run_id), Failed(message=message), force=True)
+    log.warning("flow run %s: %s", flow_run_id, message)
+
+
+def waiting_runs(older_than_s: float = 0) -> list[str]:
+    """Ids of the queued flow runs Pending for at least ``older_than_s`` seconds."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[QUEUE_TAG]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING])),
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=200,
+        )
+    return [
+        str(run.id)
+        for run in runs
+        if run.state is not None and (run.state.timestamp is None or run.state.timestamp <= cutoff)
+    ]
+
+
+class Listener:
+    """The server's stream of ``Pending`` events of queued runs → ``on_run``. Reconnects
+    for as long as the worker runs; after each (re)connection, ``on_connect`` (a sweep
+    of what waited while nobody listened)."""
+
+    def __init__(
+        self,
+        on_run: Callable[[str], Any],
+        on_connect: Callable[[], Any],
+        stop: threading.Event,
+    ) -> None:
+        self.on_run = on_run
+        self.on_connect = on_connect
+        self.stop = stop
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(
+            target=lambda: asyncio.run(self._listen()), name="rollback-events", daemon=True
+        )
+        thread.start()
+        return thread
+
+    async def _listen(self) -> None:
+        from prefect.events.clients import get_events_subscriber
+        from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+        wanted = EventFilter(
+            event=EventNameFilter(name=[PENDING_EVENT]),
+            related=EventRelatedFilter(id=[f"prefect.tag.{QUEUE_TAG}"]),
+        )
+        while not self.stop.is_set():
+            try:
+                async with get_events_subscriber(filter=wanted) as events:
+                    await asyncio.to_thread(self.on_connect)
+                    async for event in events:
+                        self.on_run(event.resource.id.removeprefix("prefect.flow-run."))
+            except Exception as exc:  # noqa: BLE001 - the server is away: listen again
+                log.warning("event stream lost (%s): listening again", type(exc).__name__)
+            await asyncio.sleep(1)
 
 
 class GuardLoop:
@@ -303,26 +368,39 @@ def serve_worker(
     limit: int = 10,
     requeue_after_s: float = 30,
     health_interval_s: float = 60,
-    timeout: float | None = None,
+    on_ready: Callable[[], Any] | None = None,
 ) -> None:
-    """Serve ``rollback_task`` until stopped (``rollback worker``). Needs PREFECT_API_URL."""
-    from prefect.task_worker import serve
-
+    """Run queued rollbacks until SIGTERM or Ctrl-C (``rollback worker``); needs
+    PREFECT_API_URL. ``on_ready`` is called once the worker listens."""
     rt = Runtime(config)
     rt.ensure_tables()
-    _worker.update(config=config, runtime=rt)
     stop = threading.Event()
-    requeuer = Requeuer(requeue_after_s)
-    requeuer.sweep()  # what a restarted server forgot, before the first delivery
-    _every(max(requeue_after_s / 2, 1), stop, "requeue", requeuer.sweep)
+    dispatcher = Dispatcher(config, rt, limit)
+    ready = threading.Event()
+
+    def connected() -> None:
+        dispatcher.sweep()  # what waited while nobody listened
+        if not ready.is_set():
+            ready.set()
+            if on_ready:
+                on_ready()
+
+    Listener(dispatcher.offer, connected, stop).start()
+    _every(max(requeue_after_s / 2, 1), stop, "sweep", lambda: dispatcher.sweep(requeue_after_s))
     guard = config.health_guard
     if health_interval_s > 0 and guard is not None and guard.services:
         loop = GuardLoop(config, f"worker-{uuid.uuid4()}", health_interval_s)
         _every(health_interval_s, stop, "health-guard", lambda: loop.tick(rt))
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        serve(rollback_task, limit=limit, timeout=timeout)
-    finally:
+        while not stop.wait(1):
+            pass
+    except KeyboardInterrupt:
         stop.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        log.warning("rollback worker stopping: finishing the rollbacks it runs")
+        dispatcher.stop()
 
 
-__all__ = ["GuardLoop", "Requeuer", "WorkerLauncher", "rollback_task", "serve_worker"]
+__all__ = ["Dispatcher", "GuardLoop", "Listener", "WorkerLauncher", "serve_worker"]

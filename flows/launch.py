@@ -95,7 +95,7 @@ def make_launcher(config: Config, mode: str | None = None) -> Launcher:
     if chosen == "deployment":
         return DeploymentLauncher(config)
     if chosen == "worker":
-        from flows.background import WorkerLauncher  # long-lived workers (background tasks)
+        from flows.background import WorkerLauncher  # long-lived workers (queued runs)
 
         return WorkerLauncher(config)
     raise ValueError(f"unknown start mode {chosen!r} (embedded, deployment or worker)")

@@ -55,8 +55,8 @@ def admit(
         deployment: the deployment's name when this is a deployment run, else None.
         claim: (audit id, credential name) of the claim on ``claim_key(...)``, if any.
         local_user: the OS user of this process (in-process runs without a credential).
-        kind: what ``deployment`` names: ``prefect-deployment``, or ``prefect-task`` for
-            a background task run served by ``rollback worker`` (same rule).
+        kind: what ``deployment`` names: ``prefect-deployment``, or ``prefect-worker``
+            for a flow run queued for ``rollback worker`` (same rule).
     """
     if deployment is None:
         return Admission(request.trigger, request.authenticated_by or f"cli:{local_user}")

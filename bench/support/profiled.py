@@ -187,8 +187,8 @@ def report(out: str, rollbacks: int, top: int = 25) -> None:
         print(f"  {tt / per:7.4f} {nc / per:8.1f}  {name}  ({where})")
     print("cumulative CPU of our stages and the engine around them (s per rollback):")
     wanted = (
-        "rollback_task",
-        "run_in_process",
+        "run",
+        "run_queued",
         "run_rollback",
         "open_audit",
         "prepare",

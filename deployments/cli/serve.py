@@ -2,7 +2,7 @@
 
 The start mode is explicit: ``--mode embedded`` runs rollbacks in this process,
 ``--mode deployment`` starts the auto-rollback deployment on the Prefect server,
-``--mode worker`` queues a background task run for the long-lived ``rollback worker``
+``--mode worker`` queues a flow run (Pending) for the long-lived ``rollback worker``
 processes (``flows/background.py``); without
 ``--mode`` the config's ``webhooks.mode`` decides (``auto``: deployment only when
 PREFECT_API_URL is set when the server starts).

@@ -1,10 +1,11 @@
 """``rollback worker``: a long-lived process that runs automatic rollbacks in-process.
 
-It serves the ``rollback-auto`` background task (``flows/background.py``): the receiver
-in ``--mode worker`` and the health guard queue a task run, a worker picks it up within
-a fraction of a second and runs ``rollback_flow`` as a flow run of its own — no new
-Python process per rollback. It also puts back requests a restarted Prefect server lost
-and, unless ``--health-interval 0``, runs the health guard's ticks (one worker at a time).
+The receiver in ``--mode worker``, the health guard and the deploy verification queue a
+``Pending`` flow run (``flows/background.py``); a worker hears of it on the Prefect
+server's event stream and runs it in-process within a fraction of a second — no new
+Python process per rollback. It also picks up runs that waited while no worker listened
+(a server restart, a worker down) and, unless ``--health-interval 0``, runs the health
+guard's ticks (one worker at a time). SIGTERM: no new run; the running ones finish.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def worker(
         typer.Option(
             "--requeue-after",
             min=1,
-            help="Seconds a queued request may wait before it is put back (server restarts).",
+            help="Seconds a queued run may wait before the worker looks for it again "
+            "(an event missed while reconnecting).",
         ),
     ] = 30,
     health_interval: Annotated[
@@ -40,12 +42,17 @@ def worker(
     ] = 60,
 ) -> None:
     """Serve automatic rollbacks on this long-lived process (needs PREFECT_API_URL)."""
-    from flows.background import serve_worker
+    from flows.background import LISTENING, serve_worker
     from rollback.config import load_config
 
     if not os.environ.get("PREFECT_API_URL"):
         typer.echo("error: rollback worker needs a Prefect server: set PREFECT_API_URL", err=True)
         raise typer.Exit(2)
     cfg = load_config(config)
-    typer.echo(f"rollback worker: serving automatic rollbacks (limit {limit})")
-    serve_worker(cfg, limit=limit, requeue_after_s=requeue_after, health_interval_s=health_interval)
+    serve_worker(
+        cfg,
+        limit=limit,
+        requeue_after_s=requeue_after,
+        health_interval_s=health_interval,
+        on_ready=lambda: typer.echo(f"{LISTENING} (pid {os.getpid()}, limit {limit})"),
+    )

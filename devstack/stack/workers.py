@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from devstack.stack.api import call
 from devstack.stack.errors import StackError
@@ -34,13 +35,24 @@ def _pause_health_guard_deployment(api_url: str) -> None:
 
 
 def wait_rollback_workers(stack: Stack, count: int, timeout: float = 60) -> None:
-    """Until ``count`` task workers subscribe to the rollback task (the server's
-    ``/task_workers/filter``)."""
+    """Until ``count`` of the stack's ``rollback worker`` processes listen to the
+    server's event stream (each says so, with its pid, on its log once it listens and
+    has swept what was waiting)."""
+    from flows.background import LISTENING
+
     deadline = time.monotonic() + timeout
     while True:
-        online = call(stack.api_url, "POST", "/task_workers/filter", {}) or []
-        if len(online) >= count:
+        workers = [p for p in stack.procs if p.name.startswith("rollback-worker-")]
+        listening = sum(1 for p in workers if f"{LISTENING} (pid {p.pid}," in _text(p.log))
+        if listening >= count:
             return
         if time.monotonic() > deadline:
-            raise StackError(f"{count} rollback worker(s) not subscribed after {timeout:.0f}s")
-        time.sleep(0.3)
+            raise StackError(f"{count} rollback worker(s) not listening after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def _text(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""

@@ -97,8 +97,8 @@ class WebhooksConfig(_Strict):
     mode: Mode = Field(
         default="auto",
         description="how a request becomes a flow run: embedded (this process), deployment "
-        "(run_deployment on a Prefect server), worker (a background task run served by the "
-        "long-lived `rollback worker`), auto (deployment when PREFECT_API_URL is set)",
+        "(run_deployment on a Prefect server), worker (a queued flow run that a long-lived "
+        "`rollback worker` runs), auto (deployment when PREFECT_API_URL is set)",
     )
     deployment: str = Field(default="rollback/rollback-auto", description="flow/deployment")
     flow_config_path: str | None = Field(

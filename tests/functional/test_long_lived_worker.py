@@ -1,4 +1,4 @@
-"""Automatic rollbacks on long-lived workers (``rollback worker``, background tasks):
+"""Automatic rollbacks on long-lived workers (``rollback worker``, queued flow runs):
 the properties of issue #12, against one real stack — a Prefect server on PostgreSQL, the
 receiver in worker mode, moto with six staging ECS services — with the workers started
 and killed by the tests themselves.
@@ -7,7 +7,8 @@ In file order (they share the stack): requests accepted while no worker runs, on
 them across a Prefect server restart, all run when a worker starts; a worker killed
 mid-rollback is recovered by the lease + interrupted path without a second switch; two
 workers never run two rollbacks of one service at once, and a redelivery is the same
-run; a task run created by hand (no intake claim) is never automatic.
+run; a flow run queued by hand (no intake claim) is never automatic, and one with junk
+parameters ends Failed with a one-line reason while the worker goes on.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ import httpx
 import pytest
 
 from devstack.sandbox import CLUSTER, free_port
-from devstack.stack import ROOT, Options, Proc, Stack, down, up, wait_rollback_workers
+from devstack.stack import Options, Proc, Stack, down, up, wait_rollback_workers
 from rollback.models import Status
 from tests.fakes.faulty_proxy import FaultStats, faulty_proxy
 from tests.functional.stack_runs import change_window, max_parallel
@@ -91,7 +90,7 @@ def test_requests_wait_for_a_worker_and_survive_a_server_restart(stack: Stack) -
     assert {r["state_type"] for r in _runs(stack, run_ids)} == {"PENDING"}
     # ... and only then a worker starts
     _start_worker(stack, "w1")
-    # THEN every request runs: none was lost with the server's in-memory queue
+    # THEN every request runs: none was lost while nobody listened
     runs = _wait_runs(stack, run_ids, 120)
     assert {r["state_type"] for r in runs} == {"COMPLETED"}, [r["state"] for r in runs]
     records = _audit(stack)
@@ -99,7 +98,8 @@ def test_requests_wait_for_a_worker_and_survive_a_server_restart(stack: Stack) -
         record = records[answer.json()["data"]["audit_id"]]
         assert record.status == Status.SUCCEEDED, record
         assert (record.from_version, record.to_version) == ("api:4", "api:3")
-    assert "put back" in Path(stack.state_dir, "logs", "rollback-worker-w1.log").read_text()
+    log = Path(stack.state_dir, "logs", "rollback-worker-w1.log").read_text()
+    assert "picked up 3 waiting rollback(s)" in log
 
 
 def test_a_worker_killed_mid_rollback_is_resumed_without_a_second_switch(stack: Stack) -> None:
@@ -190,7 +190,7 @@ def test_two_workers_never_run_one_service_twice_at_once(stack: Stack) -> None:
     assert max_parallel(runs) >= 2
 
 
-def test_a_task_run_made_by_hand_is_never_automatic(stack: Stack) -> None:
+def test_a_flow_run_queued_by_hand_is_never_automatic(stack: Stack) -> None:
     # GIVEN an automatic-looking request queued straight on the Prefect API: no intake
     # claimed it (anyone who can reach the server could do this)
     request = {
@@ -202,28 +202,43 @@ def test_a_task_run_made_by_hand_is_never_automatic(stack: Stack) -> None:
         "source_event_id": "forged-1",
         "dry_run": True,
     }
-    code = (
-        "import json, sys; from flows.background import rollback_task; "
-        "rollback_task.delay(json.loads(sys.argv[1]), 'forged-audit', None)"
-    )
-    subprocess.run(
-        [sys.executable, "-c", code, json.dumps(request)],
-        env=stack.child_env(),
-        cwd=ROOT,
-        check=True,
-        timeout=60,
-    )
+    forged = _queue_by_hand(stack, {"request": request, "audit_id": "forged-audit"})
     # WHEN a worker runs it, THEN it ran as a manual request, named as such
     deadline = time.monotonic() + 60
     while (record := _audit(stack, ["svc-06"]).get("forged-audit")) is None or record.status in (
         Status.REQUESTED,
         Status.EXECUTING,
     ):
-        assert time.monotonic() < deadline, "the forged task run never ran"
+        assert time.monotonic() < deadline, "the forged flow run never ran"
         time.sleep(0.3)
     assert record.trigger == "manual"
-    assert record.authenticated_by == "prefect-task:rollback-auto"
+    assert record.authenticated_by == "prefect-worker:rollback-auto"
     assert record.status == Status.PLANNED
+    (run,) = _wait_runs(stack, [forged], 60)
+    assert run["state"]["name"] == "Completed"
+    # AND junk parameters end the run Failed with one line, and the worker goes on
+    junk = _queue_by_hand(stack, {"request": {"environment": "staging\nFAKE LOG LINE"}})
+    (failed,) = _wait_runs(stack, [junk], 60)
+    assert failed["state_type"] == "FAILED"
+    message = failed["state"]["message"]
+    assert message.startswith("not a rollback request: ") and "\n" not in message
+    again = _queue_by_hand(stack, {"request": request | {"source_event_id": "forged-2"}})
+    (ok,) = _wait_runs(stack, [again], 60)
+    assert ok["state_type"] == "COMPLETED"
+
+
+def _queue_by_hand(stack: Stack, parameters: dict[str, Any]) -> str:
+    """A Pending flow run of the rollback flow with the queue's tag, made over REST."""
+    api = httpx.Client(base_url=stack.api_url, timeout=30)
+    flow = api.post("/flows/", json={"name": "rollback"}).raise_for_status().json()
+    body = {
+        "flow_id": flow["id"],
+        "name": "made-by-hand",
+        "parameters": parameters,
+        "state": {"type": "PENDING", "name": "Pending"},
+        "tags": ["rollback-auto-queue"],
+    }
+    return str(api.post("/flow_runs/", json=body).raise_for_status().json()["id"])
 
 
 # -- helpers --------------------------------------------------------------------------------

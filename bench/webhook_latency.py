@@ -4,7 +4,7 @@ p50/p95 over N rollbacks (default 20) of one ECS service in three start modes:
 (a) embedded — the receiver runs the rollback flow in its own worker thread;
 (b) deployment — ``run_deployment`` on a local Prefect server, a process worker
     polling every second (PREFECT_WORKER_QUERY_SECONDS=1) runs it;
-(c) warm worker — the receiver in worker mode queues a background task run, a
+(c) warm worker — the receiver in worker mode queues a flow run (Pending), a
     long-lived ``rollback worker`` process runs the flow in-process (issue 12).
 Both against one local Prefect server and a moto server behind a recording proxy, all on
 127.0.0.1. Also prints the raw time of the same API calls made directly with boto3, and
@@ -140,18 +140,30 @@ def spawn(procs: list[Any], args: list[str], env: dict[str, str], log: Path) -> 
     return proc
 
 
-def prefect_env(tmp: Path) -> dict[str, str]:
+def prefect_env(tmp: Path, database_url: str | None = None) -> dict[str, str]:
+    """A Prefect process's environment; the server's database is ``database_url``
+    (e.g. ``postgresql+asyncpg://...``), by default SQLite in ``tmp``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     return base | {
         "PREFECT_HOME": str(tmp / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp}/prefect.db",
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url
+        or f"sqlite+aiosqlite:///{tmp}/prefect.db",
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
 
 
-def start_prefect_server(procs: list[Any], tmp: Path) -> str:
+def wait_listening(proc: Any, log: Path, timeout: float = 60) -> None:
+    """Until the ``rollback worker`` process ``proc`` says on ``log`` that it listens."""
+    from flows.background import LISTENING
+
+    line = f"{LISTENING} (pid {proc.pid},"
+    wait_for(lambda: line in log.read_text(errors="replace"), timeout, "the rollback worker")
+
+
+def start_prefect_server(procs: list[Any], tmp: Path, database_url: str | None = None) -> str:
+    """``prefect server start`` on ``database_url`` (default SQLite in ``tmp``); its API URL."""
     import httpx
 
     from devstack.sandbox import free_port
@@ -159,7 +171,7 @@ def start_prefect_server(procs: list[Any], tmp: Path) -> str:
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    spawn(procs, cmd, prefect_env(tmp), tmp / "server.log")
+    spawn(procs, cmd, prefect_env(tmp, database_url), tmp / "server.log")
     wait_for(lambda: httpx.get(api + "/health", timeout=2).status_code == 200, 60, "prefect")
     return api
 
@@ -437,10 +449,8 @@ def warm_worker_mode(
     environ: dict[str, str],
     finished: Callable[[str], bool],
 ) -> list[float]:
-    """(c) the receiver queues background task runs; one long-lived ``rollback worker``
-    serves them. The worker reads the parameters this process stores: same storage path."""
-    import httpx
-    from prefect.settings import get_current_settings
+    """(c) the receiver queues flow runs (Pending, the queue's tag); one long-lived
+    ``rollback worker`` hears of them on the server's event stream and runs them."""
 
     from deployments.cli.serve import background_server
     from deployments.receiver import create_app
@@ -448,18 +458,10 @@ def warm_worker_mode(
     from rollback.config import load_config
 
     config_path = write_config(tmp / "worker.yaml", "worker")
-    storage = str(get_current_settings().results.local_storage_path)
-    worker_env = prefect_env(tmp) | {
-        "PREFECT_API_URL": api,
-        "PREFECT_LOCAL_STORAGE_PATH": storage,
-        "AWS_ENDPOINT_URL": recorder.url,
-    }
+    worker_env = prefect_env(tmp) | {"PREFECT_API_URL": api, "AWS_ENDPOINT_URL": recorder.url}
     cmd = [str(BIN / "rollback"), "worker", "--config", str(config_path), "--health-interval", "0"]
-    spawn(procs, cmd, worker_env, tmp / "rollback-worker.log")
-    wait_for(
-        lambda: httpx.post(api + "/task_workers/filter", json={}, timeout=5).json(),
-        60,
-        "the rollback worker to subscribe",
+    wait_listening(
+        spawn(procs, cmd, worker_env, tmp / "rollback-worker.log"), tmp / "rollback-worker.log"
     )
     wconfig = load_config(config_path)
     with background_server(create_app(wconfig, WorkerLauncher(wconfig), environ=environ)) as url:

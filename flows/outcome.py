@@ -24,10 +24,20 @@ from prefect import flow
 from prefect.states import Completed, Failed, State
 
 from flows.rollback_flow import run_rollback
-from rollback.config import load_config
+from rollback.config import Config, load_config
 from rollback.models import RollbackRequest
+from rollback.runtime import Runtime
 
 DONE = ("succeeded", "planned")
+# Config files whose tables this process checked when it started (a long-lived
+# ``rollback worker``): its runs skip the check (two DescribeTable calls per run).
+_TABLES_CHECKED: set[str] = set()
+
+
+def tables_checked(config: Config) -> None:
+    """Say this process checked ``config``'s tables (``rollback worker``, at its start)."""
+    if config.source:
+        _TABLES_CHECKED.add(config.source)
 
 
 def outcome_state(result: dict[str, Any]) -> State[Any]:
@@ -71,4 +81,5 @@ def requested_rollback(
         audit_id: Set by the webhook receiver to name the audit record; leave empty.
     """
     config = load_config(config_path)
-    return outcome_state(run_rollback(request, config, audit_id=audit_id))
+    rt = Runtime(config, tables_checked=config.source in _TABLES_CHECKED)
+    return outcome_state(run_rollback(request, config, rt, audit_id=audit_id))

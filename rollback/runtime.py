@@ -28,7 +28,12 @@ from rollback.targets.base import RunContext, Target, build_target
 
 class Runtime:
     def __init__(
-        self, config: Config, dynamodb: Any = None, targets: dict[str, Target] | None = None
+        self,
+        config: Config,
+        dynamodb: Any = None,
+        targets: dict[str, Target] | None = None,
+        *,
+        tables_checked: bool = False,
     ):
         self.config = config
         stores = config.stores
@@ -41,7 +46,7 @@ class Runtime:
         )
         self._targets = dict(targets or {})
         self.run_context = RunContext()
-        self._tables_checked = False
+        self._tables_checked = tables_checked  # True: this process checked them already
 
     def ensure_tables(self) -> None:
         """Check (or create, if configured) both tables, once per runtime."""

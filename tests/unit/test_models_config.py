@@ -103,6 +103,25 @@ class TestConfig:
         with pytest.raises(ConfigError, match="no config given"):
             load_config(None)
 
+    def test_a_file_is_parsed_again_only_when_its_text_changes(self, tmp_path: Path):
+        import json
+
+        path = tmp_path / "config.yaml"
+        path.write_text(json.dumps(VALID))
+        first = load_config(path)
+        # The same text: the same parsed config (a long-lived worker parses it once)
+        assert load_config(path) is first
+        # A changed file is read as it is now, never from the cache
+        changed = json.loads(json.dumps(VALID))
+        changed["environments"]["prod"]["services"]["api"]["cluster"] = "other"
+        path.write_text(json.dumps(changed))
+        again = load_config(path)
+        assert again is not first
+        assert again.service("prod", "api").cluster == "other"  # type: ignore[attr-defined]
+        path.write_text("environments: [unclosed")
+        with pytest.raises(ConfigError, match="not valid YAML"):
+            load_config(path)
+
 
 class TestHistoryRecords:
     def test_round_trip(self):

@@ -57,9 +57,9 @@ def metrics_report(
     get_run_logger().info("report for %s over %d days up to %s", ", ".join(names), days, at)
     rt = Runtime(config)
 
-    # Both stores are read once: the history only over the windows the reports use.
+    # Both stores are read once, only over the windows the reports use.
     history = read_history(rt, names, at, days)
-    audit = read_audit(rt)
+    audit = read_audit(rt, names, at, days, history)
     written = {}
     for env in names:
         report = compute_report(config, history, audit, env, at, days)

@@ -85,8 +85,15 @@ def compute_for(
     )
 
 
-def read_audit(rt: Runtime) -> pd.DataFrame:
-    return load.audit_from_store(rt.audit)
+def read_audit(
+    rt: Runtime, names: list[str], now: pd.Timestamp, days: int, history: pd.DataFrame
+) -> pd.DataFrame:
+    """The rollback attempts the reports of ``names`` read: one Query per service (the
+    configured ones and those ``history`` shows) from the start of the reports' read,
+    not the whole table."""
+    configured = {env: sorted(rt.config.environments[env].services) for env in names}
+    since = reads_from(now, days).to_pydatetime()
+    return load.audit_from_store(rt.audit, load.audit_services(configured, history), since)
 
 
 def read_metrics(rt: Runtime, report: Report) -> dict[str, Any]:
@@ -161,7 +168,8 @@ def generate(
     days = config.reports.days if days is None else days
     if days <= 0:
         raise ConfigError(f"days must be positive, not {days}")
-    history, audit = read_history(rt, names, at, days), read_audit(rt)
+    history = read_history(rt, names, at, days)
+    audit = read_audit(rt, names, at, days, history)
     written = []
     for env in names:
         report = compute_for(config, history, audit, env, at, days)

@@ -36,8 +36,10 @@ def read_history(
 
 
 @stage("read-audit-log")
-def read_audit(rt: Runtime) -> pd.DataFrame:
-    audit = pipeline.read_audit(rt)
+def read_audit(
+    rt: Runtime, environments: list[str], now: pd.Timestamp, days: int, history: pd.DataFrame
+) -> pd.DataFrame:
+    audit = pipeline.read_audit(rt, environments, now, days, history)
     get_run_logger().info(
         "read %d rollback attempts from %s", len(audit), rt.config.stores.audit_table
     )

@@ -193,16 +193,22 @@ def deployment_stats(rt: Runtime, environment: str, days: int) -> dict[str, Any]
 def environments_stats(
     rt: Runtime, environments: list[str], days: int
 ) -> dict[str, dict[str, Any]]:
-    """``deployment_stats`` of each environment, keyed by name; the audit table is read
-    once for all of them (each environment's history is its own windowed read)."""
-    from reports.load import audit_from_store, history_from_store
+    """``deployment_stats`` of each environment, keyed by name. Each environment's
+    history is its own windowed read; the audit log is read once for all of them, one
+    Query per service from the same start (``reports.load.audit_from_store``)."""
+    from reports.load import audit_from_store, audit_services, history_from_store
     from reports.metrics import compute, reads_from
 
     now = utcnow()
-    audit = audit_from_store(rt.audit)
+    since = reads_from(now, days).to_pydatetime()
+    histories = {env: history_from_store(rt.history, env, since, now) for env in environments}
+    configured = {env: sorted(rt.config.environments[env].services) for env in environments}
+    services = [
+        p for env, h in histories.items() for p in audit_services({env: configured[env]}, h)
+    ]
+    audit = audit_from_store(rt.audit, services, since)
     every: dict[str, dict[str, Any]] = {}
-    for environment in environments:
-        history = history_from_store(rt.history, environment, reads_from(now, days), now)
+    for environment, history in histories.items():
         document = compute(history, audit, environment, now, days).document
         every[environment] = {k: document[k] for k in STATS_KEYS if k in document} | {
             "services": document.get("services", {})

@@ -4,7 +4,8 @@ allowed predecessor status."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -26,9 +27,11 @@ audit_dict = codec.to_dict  # the JSON view (CLI, artifacts)
 
 
 class AuditStore(AuditTable):
-    """Rollback attempts: create, transition, read."""
+    """Rollback attempts: create, transition, read (by service, never the whole table)."""
 
     def create(self, record: AuditRecord) -> None:
+        """Write a new attempt; its ``requested_at`` is stored in UTC (the index order)."""
+        record = dataclasses.replace(record, requested_at=utc(record.requested_at))
         item = codec.to_item_fields(record)
         try:
             self.client.put_item(
@@ -89,7 +92,7 @@ class AuditStore(AuditTable):
         values: dict[str, Any] = {":k": service_key(environment, service)}
         if since:
             cond += " AND requested_at >= :since"
-            values[":since"] = ts_key(since)
+            values[":since"] = ts_key(utc(since))
         try:
             out = self.client.query(
                 TableName=self.table,
@@ -103,15 +106,24 @@ class AuditStore(AuditTable):
             raise aws.translate(exc, f"query audit log for {environment}/{service}") from exc
         return [codec.from_fields(from_item(i)) for i in out.get("Items", [])]
 
-    def scan_all(self) -> list[AuditRecord]:
-        """Every attempt (for reports); pages through the table."""
+    def requested_since(self, environment: str, service: str, since: datetime) -> list[AuditRecord]:
+        """Every attempt of one service requested at or after ``since``, oldest first:
+        a Query of the by-service index (``requested_at`` is UTC, fixed width, so text
+        order is time order), paged to the end."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": BY_SERVICE,
+            "KeyConditionExpression": "service_key = :k AND requested_at >= :since",
+            "ExpressionAttributeValues": to_item(
+                {":k": service_key(environment, service), ":since": ts_key(utc(since))}
+            ),
+        }
         items: list[AuditRecord] = []
-        kwargs: dict[str, Any] = {"TableName": self.table}
         while True:
             try:
-                out = self.client.scan(**kwargs)
+                out = self.client.query(**kwargs)
             except ClientError as exc:
-                raise aws.translate(exc, f"scan audit table {self.table}") from exc
+                raise aws.translate(exc, f"query audit log for {environment}/{service}") from exc
             for raw in out.get("Items", []):
                 data = from_item(raw)
                 if data.get("record_type") == "attempt":
@@ -119,3 +131,9 @@ class AuditStore(AuditTable):
             if "LastEvaluatedKey" not in out:
                 return items
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+
+def utc(ts: datetime) -> datetime:
+    """``ts`` in UTC (a naive time is taken as UTC): the by-service index's sort key
+    compares as text, which is time order only in one offset."""
+    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from deployments.receiver import create_app
 from deployments.signatures import SnsVerifier
 from rollback import aws
 from rollback.config import Config, load_config
+from rollback.models import AuditRecord, Status, utcnow
 from rollback.runtime import Runtime
+from rollback.stores.audit_table import BY_SERVICE
 from tests.functional.receiver_rig import (
     REPO,
     LocalHttp,
@@ -538,23 +541,45 @@ def test_history_and_stats(receiver: Receiver) -> None:
 
 
 class CountingDynamodb:
-    """The real DynamoDB client (the moto server), counting the Scans of each table."""
+    """The real DynamoDB client (the moto server), counting the Scans of each table and
+    keeping the arguments of every Query."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self.scans: Counter[str] = Counter()
+        self.queries: list[dict[str, Any]] = []
 
     def scan(self, **kwargs: Any) -> Any:
         self.scans[kwargs["TableName"]] += 1
         return self._client.scan(**kwargs)
 
+    def query(self, **kwargs: Any) -> Any:
+        self.queries.append(kwargs)
+        return self._client.query(**kwargs)
+
+    def clear(self) -> None:
+        self.scans.clear()
+        self.queries.clear()
+
+    def audit_reads(self, table: str) -> list[str]:
+        """The service keys of the Queries of ``table``'s by-service index, each checked
+        to start at a time (``requested_at >=``), not to read the whole service."""
+        found = []
+        for q in self.queries:
+            if q["TableName"] != table:
+                continue
+            assert q["IndexName"] == BY_SERVICE, q
+            assert "requested_at >= " in q["KeyConditionExpression"], q
+            found.append(q["ExpressionAttributeValues"][":k"]["S"])
+        return sorted(found)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
 
-def test_stats_of_every_environment_read_the_audit_once(world: Config) -> None:
-    # GIVEN the receiver's stores reached through a client that counts Scans, and the
-    # numbers of each environment asked for on its own
+def test_stats_of_every_environment_read_each_service_once(world: Config) -> None:
+    # GIVEN the receiver's stores reached through a client that counts Scans and keeps
+    # Queries, and the numbers of each environment asked for on its own
     dynamodb = CountingDynamodb(aws.client("dynamodb"))
     rx = Receiver(world, runtime=Runtime(world, dynamodb=dynamodb))
     try:
@@ -563,12 +588,18 @@ def test_stats_of_every_environment_read_the_audit_once(world: Config) -> None:
             env: rx.client.get(f"/deployment/stats?environment={env}&days=7", headers=auth)
             for env in ("prod", "staging")
         }
-        dynamodb.scans.clear()
+        dynamodb.clear()
         # WHEN the dashboard asks for every environment at once
         resp = rx.client.get("/deployment/stats?days=7", headers=auth)
-        # THEN the audit table is scanned once, not once per environment
+        # THEN the audit table is not scanned: each configured service's attempts are one
+        # Query, once for every environment, not once per environment
         assert resp.status_code == 200, resp.text
-        assert dynamodb.scans[world.stores.audit_table] == 1
+        assert dynamodb.scans[world.stores.audit_table] == 0
+        assert dynamodb.audit_reads(world.stores.audit_table) == [
+            "prod#api",
+            "prod#worker",
+            "staging#api",
+        ]
         # and each environment's numbers are the ones it gets alone
         every = resp.json()["data"]["environments"]
         assert sorted(every) == ["prod", "staging"]
@@ -579,6 +610,37 @@ def test_stats_of_every_environment_read_the_audit_once(world: Config) -> None:
             assert every[env]["rollbacks"] == expected["rollbacks"]
             assert every[env]["services"] == expected["services"]
         assert every["staging"]["stats"]["totalDeployments"] == 4
+    finally:
+        rx.stop()
+
+
+def test_stats_of_one_environment_query_its_services_not_scan_the_audit(world: Config) -> None:
+    # GIVEN an alarm rollback of staging/api two hours ago in the audit log, and the
+    # receiver's stores reached through a client that counts Scans and keeps Queries
+    Runtime(world).audit.create(
+        AuditRecord(
+            "stats-rb",
+            "staging",
+            "api",
+            Status.SUCCEEDED,
+            requested_at=utcnow() - timedelta(hours=2),
+            trigger="alarm",
+        )
+    )
+    dynamodb = CountingDynamodb(aws.client("dynamodb"))
+    rx = Receiver(world, runtime=Runtime(world, dynamodb=dynamodb))
+    try:
+        dynamodb.clear()
+        # WHEN staging's numbers are asked for
+        resp = rx.client.get("/deployment/stats?environment=staging&days=7", headers=rx.bearer())
+        # THEN the attempt is counted
+        assert resp.status_code == 200, resp.text
+        rollbacks = resp.json()["data"]["rollbacks"]
+        assert rollbacks["count"] == 1 and rollbacks["byTrigger"]["alarm"]["succeeded"] == 1
+        # AND the audit table is not scanned: one Query of the by-service index for each
+        # configured service of staging (api), from the start of what the report reads
+        assert dynamodb.scans[world.stores.audit_table] == 0
+        assert dynamodb.audit_reads(world.stores.audit_table) == ["staging#api"]
     finally:
         rx.stop()
 

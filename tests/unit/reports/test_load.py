@@ -9,6 +9,7 @@ from reports.load import (
     HISTORY_COLUMNS,
     audit_frame,
     audit_from_csv,
+    audit_services,
     history_frame,
     history_from_csv,
     records_frame,
@@ -90,3 +91,15 @@ def test_environments_all_or_one_configured() -> None:
     assert environments(cfg, "prod") == ["prod"]
     with pytest.raises(ConfigError, match="unknown environment 'qa'"):
         environments(cfg, "qa")
+
+
+def test_the_audit_is_read_for_the_configured_services_and_those_in_the_history() -> None:
+    # GIVEN prod's history with api and legacy (no longer configured), staging's with api
+    history = records_frame(
+        [deploy("api", "1", -2), deploy("legacy", "1", -3), deploy("api", "1", -2, env="staging")]
+    )
+    # WHEN the services whose attempts prod's report reads are listed
+    pairs = audit_services({"prod": ["web", "api"]}, history)
+    # THEN each configured one and each one seen in prod's history, once
+    assert pairs == [("prod", "api"), ("prod", "legacy"), ("prod", "web")]
+    assert audit_services({"dev": []}, history) == []

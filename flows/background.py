@@ -12,9 +12,10 @@ Why the event stream and not Prefect's background tasks (``task.delay()`` served
 ``prefect.task_worker.serve``, the first design): both are Prefect-native and start a run
 in ~0.15 s, but a background task run is a second run per rollback — its own task run,
 states and parameter file, and the task worker rebuilds its settings and API clients
-for each one. Measured on this machine (bench/RESULTS.md, storm), an empty six-task flow
-run cost 0.51 CPU-s through a background task and 0.30 CPU-s through the event stream,
-all processes counted; the rollback's own work is ~0.15 CPU-s.
+for each one. Measured on this machine (``bench/prefect_floor.py``), 20 empty six-task
+flow runs at once cost 0.48–0.49 CPU-s each through a background task and 0.31–0.35
+through the event stream (1.4–1.7×), all processes counted; a warm rollback's own work
+is ~0.2 CPU-s on top (``bench/storm.py``).
 
 What the worker keeps, and how:
 

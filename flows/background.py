@@ -49,6 +49,7 @@ import getpass
 import logging
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -245,12 +246,31 @@ def run_queued(
     return result_of(state)
 
 
+# The server announces a new run's Pending state before the transaction that creates it
+# is visible to other requests: a run not found yet is read again for a while.
+NOT_YET_VISIBLE_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
+
 def _queued_run(client: Any, flow_run_id: str) -> Any:
     """The flow run when it still waits for a worker (Pending, with the queue's tag)."""
+    from prefect.exceptions import ObjectNotFound
+
     try:
-        run = client.read_flow_run(UUID(flow_run_id))
-    except Exception:  # noqa: BLE001 - gone, or not a run id: nothing to do
+        key = UUID(flow_run_id)
+    except ValueError:
         return None
+    for pause in (*NOT_YET_VISIBLE_S, None):
+        try:
+            run = client.read_flow_run(key)
+            break
+        except ObjectNotFound:
+            if pause is None:
+                log.warning("flow run %s announced but never found", flow_run_id)
+                return None
+            time.sleep(pause)
+        except Exception as exc:  # noqa: BLE001 - the server is away: the sweep retries
+            log.warning("could not read flow run %s: %s", flow_run_id, type(exc).__name__)
+            return None
     waiting = run.state is not None and run.state.is_pending()
     return run if waiting and QUEUE_TAG in (run.tags or []) else None
 

@@ -7,16 +7,21 @@ p50/p95 over N rollbacks (default 20) of one ECS service in three start modes:
 (c) warm worker — the receiver in worker mode queues a flow run (Pending), a
     long-lived ``rollback worker`` process runs the flow in-process (issue 12).
 Both against one local Prefect server and a moto server behind a recording proxy, all on
-127.0.0.1. Also prints the raw time of the same API calls made directly with boto3, and
+127.0.0.1. The server's database is PostgreSQL by default, as in production (a throwaway
+cluster, ``bench/support/pg.py``); ``--database sqlite`` puts it on SQLite, where
+Prefect's own writes contend for the database lock and its client retries a locked
+answer after ~2 s (seen as a tail of ~2.5 s). Also prints the raw time of the same API calls made directly with boto3, and
 each mode's ratio to it. Bounded: every wait has a deadline; a mode that fails prints
 why and the others still run; everything it starts, it stops.
 
-    python bench/webhook_latency.py [--runs 20] [--json]
+    python bench/webhook_latency.py [--runs 20] [--modes embedded,deployment,warm-worker]
+                                    [--database {postgresql,sqlite}] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.client
 import json
@@ -302,16 +307,29 @@ def main() -> None:
         default="embedded,deployment,warm-worker",
         help="comma-separated modes to measure (raw always runs)",
     )
+    parser.add_argument(
+        "--database",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="the Prefect server's database (default: a throwaway PostgreSQL cluster)",
+    )
     args = parser.parse_args()
     os.environ.update(BENCH_ENV)
+    from support import pg
+
     from deployments.signatures import github_signature  # noqa: F401 - import cost up front
     from devstack import sandbox
 
     secret = os.urandom(24).hex()
-    with tempfile.TemporaryDirectory() as tmp_name, processes() as procs:
+    database: contextlib.AbstractContextManager[pg.Cluster | None] = (
+        pg.cluster() if args.database == "postgresql" else contextlib.nullcontext()
+    )
+    # Stopped in reverse: the processes (Prefect server first), then the database.
+    with tempfile.TemporaryDirectory() as tmp_name, database as db, processes() as procs:
         tmp = Path(tmp_name)
         t0 = time.monotonic()
-        api = start_prefect_server(procs, tmp)
+        print(f"Prefect server on {args.database}", flush=True)
+        api = start_prefect_server(procs, tmp, db.url if db else None)
         os.environ["PREFECT_API_URL"] = api  # before the first Prefect client exists
         with sandbox.moto_server() as moto:
             recorder = Recorder(moto)
@@ -328,6 +346,7 @@ def main() -> None:
                     "process_worker_p50_s": p50.get("deployment"),
                     "warm_worker_p50_s": p50.get("warm-worker"),
                     "raw_p50_s": p50.get("raw"),
+                    "database": args.database,
                 }
             )
         )

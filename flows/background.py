@@ -339,15 +339,25 @@ class Listener:
             event=EventNameFilter(name=[PENDING_EVENT]),
             related=EventRelatedFilter(id=[f"prefect.tag.{QUEUE_TAG}"]),
         )
+        failures = 0
         while not self.stop.is_set():
+            # No reconnection inside the subscriber: it would resume without a sweep, and
+            # a run created while it was away is announced to nobody (a server restart).
             try:
-                async with get_events_subscriber(filter=wanted) as events:
+                async with get_events_subscriber(filter=wanted, reconnection_attempts=0) as events:
                     await asyncio.to_thread(self.on_connect)
+                    failures = 0
                     async for event in events:
                         self.on_run(event.resource.id.removeprefix("prefect.flow-run."))
+                log.warning("event stream closed by the server: listening again")
             except Exception as exc:  # noqa: BLE001 - the server is away: listen again
-                log.warning("event stream lost (%s): listening again", type(exc).__name__)
-            await asyncio.sleep(1)
+                failures += 1
+                log.warning(
+                    "event stream lost (%s): listening again in %d s",
+                    type(exc).__name__,
+                    min(failures, 5),
+                )
+            await asyncio.sleep(min(max(failures, 1), 5))
 
 
 class GuardLoop:

@@ -8,7 +8,8 @@ them across a Prefect server restart, all run when a worker starts; a worker kil
 mid-rollback is recovered by the lease + interrupted path without a second switch; two
 workers never run two rollbacks of one service at once, and a redelivery is the same
 run; a flow run queued by hand (no intake claim) is never automatic, and one with junk
-parameters ends Failed with a one-line reason while the worker goes on.
+parameters ends Failed with a one-line reason while the worker goes on; the health guard
+ticks inside a worker; a listening worker outlives a server restart.
 """
 
 from __future__ import annotations
@@ -247,13 +248,14 @@ def _receiver(stack: Stack) -> httpx.Client:
     return httpx.Client(base_url=stack.receiver_url, headers=headers, timeout=60)
 
 
-def _post(client: httpx.Client, service: str, key: str) -> httpx.Response:
+def _post(client: httpx.Client, service: str, key: str, dry_run: bool = False) -> httpx.Response:
     body = {
         "environment": "staging",
         "service": service,
         "rollback_type": "ecs",
         "user_id": "worker-test",
         "reason": f"long-lived worker test {key}",
+        "dry_run": dry_run,
     }
     return client.post("/rollback", json=body, headers={"Idempotency-Key": key})
 
@@ -327,6 +329,24 @@ def test_the_health_guard_ticks_inside_a_worker_and_can_be_paused(stack: Stack) 
     assert done[0].authenticated_by == "health-guard"
     assert done[0].flow_run_id
     stack.stop(guard)
+
+
+def test_a_listening_worker_outlives_a_server_restart(stack: Stack) -> None:
+    # GIVEN a worker listening to the event stream, whose periodic sweep is 5 minutes away
+    for running in [p for p in stack.procs if p.name.startswith("rollback-worker-")]:
+        stack.stop(running)
+    proc = stack.start_rollback_worker("listener", ["--requeue-after", "600"])
+    wait_rollback_workers(stack, 1)
+    # WHEN the Prefect server restarts under it, and a request arrives afterwards
+    stack.restart_server()
+    with _receiver(stack) as receiver:
+        answer = _post(receiver, "svc-03", "after-restart", dry_run=True)
+    assert answer.status_code == 200, answer.text
+    # THEN the worker runs it within seconds: it listens again (and sweeps when it does)
+    (run,) = _wait_runs(stack, [answer.json()["data"]["workflow_run_id"]], 45)
+    assert run["state_type"] == "COMPLETED", run["state"]
+    assert _audit(stack, ["svc-03"])[answer.json()["data"]["audit_id"]].status == Status.PLANNED
+    stack.stop(proc)
 
 
 def _dead_url() -> str:

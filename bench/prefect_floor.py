@@ -38,7 +38,6 @@ stops.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -300,11 +299,12 @@ def main() -> None:
     args = parse_args()
     load = os.getloadavg()[0]
     t0 = time.monotonic()
-    database: contextlib.AbstractContextManager[pg.Cluster | None] = (
-        pg.cluster() if args.database == "postgresql" else contextlib.nullcontext()
-    )
     # Contexts end in reverse: every process, then the database, then the temp dir.
-    with tempfile.TemporaryDirectory() as tmp_name, database as db, wl.processes() as procs:
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        pg.database(args.database) as db,
+        wl.processes() as procs,
+    ):
         tmp = Path(tmp_name)
         api = wl.start_prefect_server(procs, tmp, db.url if db else None)
         env = wl.prefect_env(tmp, db.url if db else None) | {

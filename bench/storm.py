@@ -37,7 +37,6 @@ Profiling slows the worker: the CPU figures of such a run are not the product's
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -471,12 +470,13 @@ def main() -> None:
         phases.append(("process-worker", "deployment"))
     load = os.getloadavg()[0]
     t0 = time.monotonic()
-    database: contextlib.AbstractContextManager[pg.Cluster | None] = (
-        pg.cluster() if args.database == "postgresql" else contextlib.nullcontext()
-    )
     # Contexts end in reverse: every process (the Prefect server first of all), then its
     # database, then the temp dir — on success, a failure or Ctrl-C alike.
-    with tempfile.TemporaryDirectory() as tmp_name, database as db, wl.processes() as procs:
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        pg.database(args.database) as db,
+        wl.processes() as procs,
+    ):
         tmp = Path(tmp_name)
         api = wl.start_prefect_server(procs, tmp, db.url if db else None)
         os.environ["PREFECT_API_URL"] = api

@@ -21,7 +21,6 @@ why and the others still run; everything it starts, it stops.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import http.client
 import json
@@ -321,11 +320,12 @@ def main() -> None:
     from devstack import sandbox
 
     secret = os.urandom(24).hex()
-    database: contextlib.AbstractContextManager[pg.Cluster | None] = (
-        pg.cluster() if args.database == "postgresql" else contextlib.nullcontext()
-    )
     # Stopped in reverse: the processes (Prefect server first), then the database.
-    with tempfile.TemporaryDirectory() as tmp_name, database as db, processes() as procs:
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        pg.database(args.database) as db,
+        processes() as procs,
+    ):
         tmp = Path(tmp_name)
         t0 = time.monotonic()
         print(f"Prefect server on {args.database}", flush=True)

@@ -94,3 +94,9 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def database(kind: str) -> contextlib.AbstractContextManager[Cluster | None]:
+    """A benchmark's ``--database``: a throwaway cluster for ``postgresql``, nothing for
+    ``sqlite`` (the Prefect server then keeps SQLite in its temp dir)."""
+    return cluster() if kind == "postgresql" else contextlib.nullcontext()

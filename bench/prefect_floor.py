@@ -44,7 +44,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +56,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import webhook_latency as wl  # noqa: E402
 from storm import tree_cpu  # noqa: E402
-from support import pg  # noqa: E402
 
 FLOWS = ROOT / "bench" / "support" / "floor_flows.py"
 PHASES = ("in-process", "event-stream", "background-task")
@@ -299,16 +297,10 @@ def main() -> None:
     args = parse_args()
     load = os.getloadavg()[0]
     t0 = time.monotonic()
-    # Contexts end in reverse: every process, then the database, then the temp dir.
-    with (
-        tempfile.TemporaryDirectory() as tmp_name,
-        pg.database(args.database) as db,
-        wl.processes() as procs,
-    ):
-        tmp = Path(tmp_name)
-        api = wl.start_prefect_server(procs, tmp, db.url if db else None)
+    with wl.prefect_server(args.database) as server:
+        tmp, procs, db = server.tmp, server.procs, server.db
         env = wl.prefect_env(tmp, db.url if db else None) | {
-            "PREFECT_API_URL": api,
+            "PREFECT_API_URL": server.api,
             "PREFECT_LOCAL_STORAGE_PATH": str(tmp / "storage"),  # .delay()'s parameters
             "PREFECT_LOGGING_LEVEL": args.log_level,
         }

@@ -41,7 +41,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -470,19 +469,11 @@ def main() -> None:
         phases.append(("process-worker", "deployment"))
     load = os.getloadavg()[0]
     t0 = time.monotonic()
-    # Contexts end in reverse: every process (the Prefect server first of all), then its
-    # database, then the temp dir — on success, a failure or Ctrl-C alike.
-    with (
-        tempfile.TemporaryDirectory() as tmp_name,
-        pg.database(args.database) as db,
-        wl.processes() as procs,
-    ):
-        tmp = Path(tmp_name)
-        api = wl.start_prefect_server(procs, tmp, db.url if db else None)
-        os.environ["PREFECT_API_URL"] = api
-        results = run_phases(args, phases, procs, tmp, api, db)
+    with wl.prefect_server(args.database) as server:
+        os.environ["PREFECT_API_URL"] = server.api
+        results = run_phases(args, phases, server.procs, server.tmp, server.api, server.db)
         if args.keep_logs:
-            keep_logs(args.keep_logs, tmp, db)
+            keep_logs(args.keep_logs, server.tmp, server.db)
     report(results, args.services, time.monotonic() - t0, load, args.database)
     if args.profile and "error" not in results.get("warm-worker", {"error": 1}):
         ran = results["warm-worker"]["accepted"]

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,33 @@ def prefect_env(tmp: Path, database_url: str | None = None) -> dict[str, str]:
         or f"sqlite+aiosqlite:///{tmp}/prefect.db",
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
+
+
+@dataclass(frozen=True)
+class Server:
+    """A benchmark's Prefect server: its temp dir, the processes started for the run (the
+    server first), its API URL and its database (None: SQLite in ``tmp``)."""
+
+    tmp: Path
+    procs: list[Any]
+    api: str
+    db: Any
+
+
+@contextmanager
+def prefect_server(database: str) -> Iterator[Server]:
+    """A temp dir, a database (``postgresql``: a throwaway cluster; ``sqlite``) and a
+    Prefect server on it. On the way out — success, failure or Ctrl-C — every process
+    started in the block stops, then the database, then the temp dir."""
+    from support import pg
+
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        pg.database(database) as db,
+        processes() as procs,
+    ):
+        tmp = Path(tmp_name)
+        yield Server(tmp, procs, start_prefect_server(procs, tmp, db.url if db else None), db)
 
 
 def wait_listening(proc: Any, log: Path, timeout: float = 60) -> None:
@@ -314,27 +342,22 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.update(BENCH_ENV)
-    from support import pg
 
     from deployments.signatures import github_signature  # noqa: F401 - import cost up front
     from devstack import sandbox
 
     secret = os.urandom(24).hex()
-    # Stopped in reverse: the processes (Prefect server first), then the database.
-    with (
-        tempfile.TemporaryDirectory() as tmp_name,
-        pg.database(args.database) as db,
-        processes() as procs,
-    ):
-        tmp = Path(tmp_name)
-        t0 = time.monotonic()
-        print(f"Prefect server on {args.database}", flush=True)
-        api = start_prefect_server(procs, tmp, db.url if db else None)
-        os.environ["PREFECT_API_URL"] = api  # before the first Prefect client exists
+    t0 = time.monotonic()
+    print(f"Prefect server on {args.database}", flush=True)
+    with prefect_server(args.database) as server:
+        os.environ["PREFECT_API_URL"] = server.api  # before the first Prefect client exists
         with sandbox.moto_server() as moto:
             recorder = Recorder(moto)
             os.environ["AWS_ENDPOINT_URL"] = recorder.url
-            results = run_modes(procs, tmp, api, recorder, secret, args.runs, args.modes.split(","))
+            modes = args.modes.split(",")
+            results = run_modes(
+                server.procs, server.tmp, server.api, recorder, secret, args.runs, modes
+            )
             recorder.close()
         report(results, args.runs, time.monotonic() - t0)
     if args.json:
@@ -352,6 +375,31 @@ def main() -> None:
         )
 
 
+@dataclass(frozen=True)
+class Rig:
+    """What every mode runs against: the processes, the Prefect server, moto behind the
+    recorder, the webhook secret, and when a rollback counts as finished."""
+
+    procs: list[Any]
+    tmp: Path
+    api: str
+    recorder: Recorder
+    secret: str
+    runs: int
+    environ: dict[str, str]
+    finished: Callable[[str], bool]
+
+    def through_receiver(self, config: Any, launcher: Any) -> list[float]:
+        """A receiver with ``launcher`` in this process: one warm-up webhook (first
+        imports, not counted), then ``runs`` measured ones."""
+        from deployments.cli.serve import background_server
+        from deployments.receiver import create_app
+
+        with background_server(create_app(config, launcher, environ=self.environ)) as url:
+            webhook_runs(url, self.secret, self.recorder, 1, self.finished)
+            return webhook_runs(url, self.secret, self.recorder, self.runs, self.finished)
+
+
 def run_modes(
     procs: list[Any],
     tmp: Path,
@@ -361,16 +409,11 @@ def run_modes(
     runs: int,
     modes: list[str],
 ) -> dict[str, list[float]]:
-    from deployments.cli.serve import background_server
-    from deployments.receiver import create_app
     from flows.launch import EmbeddedLauncher
     from rollback.runtime import Runtime
 
-    environ = {"BENCH_GITHUB_SECRET": secret, "BENCH_API_TOKEN": secret[::-1]}
-    results: dict[str, list[float]] = {}
     config = seed(write_config(tmp / "embedded.yaml", "embedded"))
     rt = Runtime(config)
-
     launcher = EmbeddedLauncher(config)
 
     def finished(audit_id: str) -> bool:
@@ -380,25 +423,19 @@ def run_modes(
             done and not launcher.busy("staging", "api") and not rt.locks.holder("staging", "api")
         )
 
-    results["raw"] = raw_calls(recorder, runs)
+    environ = {"BENCH_GITHUB_SECRET": secret, "BENCH_API_TOKEN": secret[::-1]}
+    rig = Rig(procs, tmp, api, recorder, secret, runs, environ, finished)
+    results: dict[str, list[float]] = {"raw": raw_calls(recorder, runs)}
 
     def embedded() -> list[float]:
-        with background_server(create_app(config, launcher, environ=environ)) as url:
-            webhook_runs(url, secret, recorder, 1, finished)  # warm-up, not counted
-            out = webhook_runs(url, secret, recorder, runs, finished)
+        out = rig.through_receiver(config, launcher)
         launcher.close()
         return out
 
-    def deployment() -> list[float]:
-        return deployment_mode(procs, tmp, api, recorder, secret, runs, environ, finished)
-
-    def warm_worker() -> list[float]:
-        return warm_worker_mode(procs, tmp, api, recorder, secret, runs, environ, finished)
-
     for name, measure in (
         ("embedded", embedded),  # (a)
-        ("deployment", deployment),  # (b)
-        ("warm-worker", warm_worker),  # (c)
+        ("deployment", lambda: deployment_mode(rig)),  # (b)
+        ("warm-worker", lambda: warm_worker_mode(rig)),  # (c)
     ):
         if name in modes:
             phase(results, name, measure)
@@ -414,78 +451,42 @@ def phase(results: dict[str, list[float]], name: str, measure: Callable[[], list
         results[name] = []
 
 
-def deployment_mode(
-    procs: list[Any],
-    tmp: Path,
-    api: str,
-    recorder: Recorder,
-    secret: str,
-    runs: int,
-    environ: dict[str, str],
-    finished: Callable[[str], bool],
-) -> list[float]:
+def deployment_mode(rig: Rig) -> list[float]:
     """(b) a process work pool, the deployment and a 1 s-polling process worker."""
-    from deployments.cli.serve import background_server
-    from deployments.receiver import create_app
     from flows.launch import DeploymentLauncher
+    from rollback.config import load_config
     from tests.functional.test_webhooks import _deploy_rollback_auto
 
-    deploy_config = write_config(tmp / "deployment.yaml", "deployment")
-    _deploy_rollback_auto(api, "bench-pool")
-    worker_env = prefect_env(tmp) | {
-        "PREFECT_API_URL": api,
+    dconfig = load_config(write_config(rig.tmp / "deployment.yaml", "deployment"))
+    _deploy_rollback_auto(rig.api, "bench-pool")
+    worker_env = prefect_env(rig.tmp) | {
+        "PREFECT_API_URL": rig.api,
         "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "AWS_ENDPOINT_URL": recorder.url,
+        "AWS_ENDPOINT_URL": rig.recorder.url,
     }
-    spawn(
-        procs,
-        [str(BIN / "prefect"), "worker", "start", "--pool", "bench-pool"],
-        worker_env,
-        tmp / "worker.log",
-    )
-    from rollback.config import load_config
-
-    dconfig = load_config(deploy_config)
-    with background_server(
-        create_app(dconfig, DeploymentLauncher(dconfig), environ=environ)
-    ) as url:
-        webhook_runs(url, secret, recorder, 1, finished)  # warm-up
-        out = webhook_runs(url, secret, recorder, runs, finished)
-    for proc in procs[1:]:  # the process worker: not needed by (c)
+    command = [str(BIN / "prefect"), "worker", "start", "--pool", "bench-pool"]
+    spawn(rig.procs, command, worker_env, rig.tmp / "worker.log")
+    out = rig.through_receiver(dconfig, DeploymentLauncher(dconfig))
+    for proc in rig.procs[1:]:  # the process worker: not needed by (c)
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
-    del procs[1:]
+    del rig.procs[1:]
     return out
 
 
-def warm_worker_mode(
-    procs: list[Any],
-    tmp: Path,
-    api: str,
-    recorder: Recorder,
-    secret: str,
-    runs: int,
-    environ: dict[str, str],
-    finished: Callable[[str], bool],
-) -> list[float]:
+def warm_worker_mode(rig: Rig) -> list[float]:
     """(c) the receiver queues flow runs (Pending, the queue's tag); one long-lived
     ``rollback worker`` hears of them on the server's event stream and runs them."""
-
-    from deployments.cli.serve import background_server
-    from deployments.receiver import create_app
     from flows.background import WorkerLauncher
     from rollback.config import load_config
 
-    config_path = write_config(tmp / "worker.yaml", "worker")
-    worker_env = prefect_env(tmp) | {"PREFECT_API_URL": api, "AWS_ENDPOINT_URL": recorder.url}
+    config_path = write_config(rig.tmp / "worker.yaml", "worker")
+    env = prefect_env(rig.tmp) | {"PREFECT_API_URL": rig.api, "AWS_ENDPOINT_URL": rig.recorder.url}
     cmd = [str(BIN / "rollback"), "worker", "--config", str(config_path), "--health-interval", "0"]
-    wait_listening(
-        spawn(procs, cmd, worker_env, tmp / "rollback-worker.log"), tmp / "rollback-worker.log"
-    )
+    log = rig.tmp / "rollback-worker.log"
+    wait_listening(spawn(rig.procs, cmd, env, log), log)
     wconfig = load_config(config_path)
-    with background_server(create_app(wconfig, WorkerLauncher(wconfig), environ=environ)) as url:
-        webhook_runs(url, secret, recorder, 1, finished)  # warm-up (first imports)
-        return webhook_runs(url, secret, recorder, runs, finished)
+    return rig.through_receiver(wconfig, WorkerLauncher(wconfig))
 
 
 def report(results: dict[str, list[float]], runs: int, elapsed: float) -> None:

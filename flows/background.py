@@ -53,7 +53,6 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -77,16 +76,6 @@ ENTRANCE = "prefect-worker"
 PAUSE_VARIABLE = "health_guard_paused"
 GUARD_LOCK = ("__worker__", "health-guard")
 LISTENING = "rollback worker: listening for queued rollbacks"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What the worker did with one queued flow run."""
-
-    status: str
-    flow_run_id: str
-    audit_id: str | None = None
-    note: str | None = None
 
 
 def admit(rt: Runtime, request: RollbackRequest, audit_id: str) -> entrance.Admission:
@@ -155,8 +144,7 @@ def open_client() -> Any:
 class Dispatcher:
     """Runs the queued flow runs this worker hears of, ``limit`` at a time, each once."""
 
-    def __init__(self, config: Config, rt: Runtime, limit: int) -> None:
-        self.config = config
+    def __init__(self, rt: Runtime, limit: int) -> None:
         self.rt = rt
         self.me = f"worker-{uuid.uuid4()}"
         self.api = open_client()
@@ -190,22 +178,22 @@ class Dispatcher:
 
     def _take(self, flow_run_id: str) -> None:
         try:
-            done = self.run(flow_run_id)
-            log.info("flow run %s: %s", flow_run_id, done.status)
+            log.info("flow run %s: %s", flow_run_id, self.run(flow_run_id))
         except Exception:  # noqa: BLE001 - one run's crash never stops the worker
             log.exception("queued flow run %s failed in the worker", flow_run_id)
         finally:
             with self._lock:
                 self._offered.discard(flow_run_id)
 
-    def run(self, flow_run_id: str) -> Delivery:
-        """Claim, admit and run one queued flow run (see the module docstring)."""
+    def run(self, flow_run_id: str) -> str:
+        """Claim, admit and run one queued flow run (see the module docstring); what
+        became of it."""
         flow_run = _queued_run(self.api, flow_run_id)
         if flow_run is None:
-            return Delivery("not-waiting", flow_run_id)
+            return "not waiting"
         # 1. One execution per run, whatever the number of workers that heard of it.
         if self.rt.markers.claim_event(f"dispatch:{flow_run_id}", self.me) != self.me:
-            return Delivery("taken", flow_run_id)
+            return "taken by another worker"
         params = flow_run.parameters or {}
         try:
             request = RollbackRequest.model_validate(params.get("request"))
@@ -217,7 +205,7 @@ class Dispatcher:
                 flow_run_id,
                 f"not a rollback request: {log_safe(where)}: {first.get('msg')}",
             )
-            return Delivery("invalid", flow_run_id)
+            return "invalid"
         audit_id = str(params.get("audit_id") or new_id())
         # 2. Automatic only when the intake claimed this request for this audit id.
         admission = admit(self.rt, request, audit_id)
@@ -226,8 +214,7 @@ class Dispatcher:
         request = request.model_copy(
             update={"trigger": admission.trigger, "authenticated_by": admission.authenticated_by}
         )
-        result = run_queued(self.config, flow_run, request, audit_id)
-        return Delivery(str(result.get("status")), flow_run_id, audit_id, admission.note)
+        return str(run_queued(self.rt.config, flow_run, request, audit_id).get("status"))
 
 
 def run_queued(
@@ -429,7 +416,7 @@ def serve_worker(
     rt.ensure_tables()
     tables_checked(config)  # once here, not in every run
     stop = threading.Event()
-    dispatcher = Dispatcher(config, rt, limit)
+    dispatcher = Dispatcher(rt, limit)
     ready = threading.Event()
 
     def connected() -> None:

@@ -21,21 +21,20 @@ import logging
 import os
 import threading
 import uuid
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rollback import aws
+from rollback.bounded import BoundedMap
 from rollback.config import Config
 from rollback.errors import ConfigError, RollbackError
 from rollback.models import AuditRecord, RollbackRequest, Status, new_id, utcnow
 from rollback.runtime import Runtime
 
 log = logging.getLogger(__name__)
-_V = TypeVar("_V")
 
 EVENT_NAME = "rollback.requested"
 # Label on the events this receiver emits: the deployment trigger ignores them (the run
@@ -142,20 +141,6 @@ class InFlight:
             futures = list(self._futures)
         _, not_done = concurrent.futures.wait(futures, timeout=timeout)
         return not not_done
-
-
-class BoundedMap(OrderedDict[str, _V]):
-    """A dict that forgets its oldest entries past ``size``."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def __setitem__(self, key: str, value: _V) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
 
 
 class EmbeddedLauncher:
@@ -399,7 +384,7 @@ class Intake:
         self.config = config
         self.launcher = launcher
         self.rt = runtime or Runtime(config)
-        self._seen: OrderedDict[str, tuple[Acceptance, str | None]] = OrderedDict()
+        self._seen: BoundedMap[tuple[Acceptance, str | None]] = BoundedMap(50_000)
         self._seen_lock = threading.Lock()
         self._service_locks: dict[str, threading.Lock] = {}
         self._tables_ready = False
@@ -442,8 +427,6 @@ class Intake:
         stored = None if request.automatic else fingerprint(request)
         with self._seen_lock:
             self._seen[event_id] = (acceptance, stored)
-            while len(self._seen) > 50_000:
-                self._seen.popitem(last=False)
 
     def _service_lock(self, key: str) -> threading.Lock:
         with self._seen_lock:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
+from reports.metrics import reads_from
 from rollback.models import AuditRecord, DeploymentRecord
+from rollback.runtime import Runtime
 from rollback.stores.audit import AuditStore
 from rollback.stores.history import RECORD_FIELDS, HistoryStore, record_to_dict
 
@@ -149,10 +150,6 @@ def audit_services(
     return sorted(pairs)
 
 
-# The per-service Queries are mostly round trips: sent side by side.
-_AUDIT_WORKERS = 8
-
-
 def audit_from_store(
     store: AuditStore, services: Iterable[tuple[str, str]], since: datetime
 ) -> pd.DataFrame:
@@ -171,9 +168,7 @@ def audit_from_store(
     from the config (a request for it is refused before any audit record) and has not
     been deployed or rolled back since the read's start."""
     pairs = list(services)
-    with ThreadPoolExecutor(max_workers=_AUDIT_WORKERS) as pool:
-        found = pool.map(lambda p: store.requested_since(p[0], p[1], since), pairs)
-        attempts = [a for service_attempts in found for a in service_attempts]
+    attempts = store.attempts_since(pairs, since)
     log.info(
         "read %d rollback attempts of %d services from %s", len(attempts), len(pairs), store.table
     )
@@ -191,3 +186,25 @@ def history_from_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def audit_from_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     return audit_frame(read_csv(path, AUDIT_COLUMNS))
+
+
+# -- what the reports read (the metrics report, the receiver's stats) --------------------
+def read_history(rt: Runtime, names: list[str], now: pd.Timestamp, days: int) -> pd.DataFrame:
+    """The records the reports of ``names`` read: each environment's window (a Query of
+    the environment/time index), not the whole table."""
+    start = reads_from(now, days).to_pydatetime()
+    frames = [history_from_store(rt.history, env, start, now.to_pydatetime()) for env in names]
+    if len(frames) == 1:
+        return frames[0]
+    return history_frame(pd.concat(frames, ignore_index=True))
+
+
+def read_audit(
+    rt: Runtime, names: list[str], now: pd.Timestamp, days: int, history: pd.DataFrame
+) -> pd.DataFrame:
+    """The rollback attempts the reports of ``names`` read: one Query per service (the
+    configured ones and those ``history`` shows) from the start of the reports' read,
+    not the whole table."""
+    configured = {env: sorted(rt.config.environments[env].services) for env in names}
+    since = reads_from(now, days).to_pydatetime()
+    return audit_from_store(rt.audit, audit_services(configured, history), since)

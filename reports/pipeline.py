@@ -11,9 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from reports import chart, load, render
+from reports import chart, render
 from reports.cloudwatch import metric_queries, metrics_document
-from reports.metrics import Report, compute, reads_from, utc_timestamp
+from reports.load import read_audit, read_history
+from reports.metrics import Report, compute, utc_timestamp
 from reports.publish import write_local
 from rollback.config import Config
 from rollback.errors import ConfigError
@@ -53,16 +54,6 @@ def environments(config: Config, environment: str) -> list[str]:
     return [environment]
 
 
-def read_history(rt: Runtime, names: list[str], now: pd.Timestamp, days: int) -> pd.DataFrame:
-    """The records the reports of ``names`` read: each environment's window (a Query of
-    the environment/time index), not the whole table."""
-    start = reads_from(now, days).to_pydatetime()
-    frames = [load.history_from_store(rt.history, env, start, now.to_pydatetime()) for env in names]
-    if len(frames) == 1:
-        return frames[0]
-    return load.history_frame(pd.concat(frames, ignore_index=True))
-
-
 def compute_for(
     config: Config,
     history: pd.DataFrame,
@@ -83,17 +74,6 @@ def compute_for(
         retention_days=config.stores.history_ttl_days,
         known_services=sorted(env.services) if env else (),
     )
-
-
-def read_audit(
-    rt: Runtime, names: list[str], now: pd.Timestamp, days: int, history: pd.DataFrame
-) -> pd.DataFrame:
-    """The rollback attempts the reports of ``names`` read: one Query per service (the
-    configured ones and those ``history`` shows) from the start of the reports' read,
-    not the whole table."""
-    configured = {env: sorted(rt.config.environments[env].services) for env in names}
-    since = reads_from(now, days).to_pydatetime()
-    return load.audit_from_store(rt.audit, load.audit_services(configured, history), since)
 
 
 def read_metrics(rt: Runtime, report: Report) -> dict[str, Any]:

@@ -193,22 +193,16 @@ def deployment_stats(rt: Runtime, environment: str, days: int) -> dict[str, Any]
 def environments_stats(
     rt: Runtime, environments: list[str], days: int
 ) -> dict[str, dict[str, Any]]:
-    """``deployment_stats`` of each environment, keyed by name. Each environment's
-    history is its own windowed read; the audit log is read once for all of them, one
-    Query per service from the same start (``reports.load.audit_from_store``)."""
-    from reports.load import audit_from_store, audit_services, history_from_store
-    from reports.metrics import compute, reads_from
+    """``deployment_stats`` of each environment, keyed by name: both stores read once for
+    all of them, as the metrics report reads them (``reports.load``)."""
+    from reports.load import read_audit, read_history
+    from reports.metrics import compute, utc_timestamp
 
-    now = utcnow()
-    since = reads_from(now, days).to_pydatetime()
-    histories = {env: history_from_store(rt.history, env, since, now) for env in environments}
-    configured = {env: sorted(rt.config.environments[env].services) for env in environments}
-    services = [
-        p for env, h in histories.items() for p in audit_services({env: configured[env]}, h)
-    ]
-    audit = audit_from_store(rt.audit, services, since)
+    now = utc_timestamp(utcnow())
+    history = read_history(rt, environments, now, days)
+    audit = read_audit(rt, environments, now, days, history)
     every: dict[str, dict[str, Any]] = {}
-    for environment, history in histories.items():
+    for environment in environments:
         document = compute(history, audit, environment, now, days).document
         every[environment] = {k: document[k] for k in STATS_KEYS if k in document} | {
             "services": document.get("services", {})

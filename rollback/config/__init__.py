@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rollback.bounded import BoundedMap
 from rollback.config.notifications import GithubDeploymentsConfig, SnsNotifyConfig
 from rollback.config.reporting import ReportsConfig
 from rollback.config.verification import VerificationConfig
@@ -150,9 +150,8 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
 # The last configs this process parsed, by path, with the text they came from: a
 # long-lived worker runs every rollback with the same file and parses it once (the YAML
 # parse was ~15 % of a warm rollback's worker CPU); a changed file is parsed again.
-_PARSED: OrderedDict[str, tuple[str, Config]] = OrderedDict()
+_PARSED: BoundedMap[tuple[str, Config]] = BoundedMap(32)
 _PARSED_LOCK = threading.Lock()
-_PARSED_SIZE = 32
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -176,6 +175,4 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     config = parse_config(data, str(file))
     with _PARSED_LOCK:
         _PARSED[str(file)] = (text, config)
-        while len(_PARSED) > _PARSED_SIZE:
-            _PARSED.popitem(last=False)
     return config

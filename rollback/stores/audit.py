@@ -5,6 +5,7 @@ allowed predecessor status."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from rollback import aws
 from rollback.errors import AlreadyRecordedError
 from rollback.models import AuditRecord, Status, allowed_predecessors, utcnow
 from rollback.stores import audit_codec as codec
-from rollback.stores._dynamo import from_item, to_item
+from rollback.stores._dynamo import from_item, side_by_side, to_item
 from rollback.stores.audit_table import (
     BY_SERVICE,
     AuditTable,
@@ -105,6 +106,13 @@ class AuditStore(AuditTable):
         except ClientError as exc:
             raise aws.translate(exc, f"query audit log for {environment}/{service}") from exc
         return [codec.from_fields(from_item(i)) for i in out.get("Items", [])]
+
+    def attempts_since(
+        self, services: Iterable[tuple[str, str]], since: datetime
+    ) -> list[AuditRecord]:
+        """``requested_since`` of each ``(environment, service)``, sent side by side."""
+        found = side_by_side(lambda pair: self.requested_since(*pair, since), services)
+        return [attempt for attempts in found for attempt in attempts]
 
     def requested_since(self, environment: str, service: str, since: datetime) -> list[AuditRecord]:
         """Every attempt of one service requested at or after ``since``, oldest first:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,7 +31,7 @@ from botocore.exceptions import ClientError
 from rollback import aws
 from rollback.errors import MissingTableError, StoreError
 from rollback.models import DeploymentRecord, parse_iso, utcnow
-from rollback.stores._dynamo import DynamoTable, from_item, to_item
+from rollback.stores._dynamo import DynamoTable, from_item, side_by_side, to_item
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -61,7 +60,6 @@ RECORD_FIELDS = (
 _TIME_FIELDS = ("committed_at", "started_at", "finished_at")
 _NUMBER_FIELDS = ("schema_version", "min_schema_version", "max_schema_version")
 _BATCH_WRITE, _BATCH_GET = 25, 100
-_BEFORE_WORKERS = 8
 
 
 def utc_text(ts: datetime | None) -> str | None:
@@ -363,10 +361,7 @@ class HistoryStore(DynamoTable):
         seen = window.column("service").unique().to_pylist() if "service" in fields else []
         services = sorted(s for s in seen if s)
         # One small Query per service, each mostly a round trip: sent side by side.
-        with ThreadPoolExecutor(max_workers=_BEFORE_WORKERS) as pool:
-            befores = list(
-                pool.map(lambda s: self._last_deploy(environment, s, start, fields), services)
-            )
+        befores = side_by_side(lambda s: self._last_deploy(environment, s, start, fields), services)
         return history_pages.concat([window, *befores], fields)
 
     def _last_deploy(

@@ -3,7 +3,7 @@ grow with every rollback it ever ran."""
 
 from __future__ import annotations
 
-from flows.launch import BoundedMap
+from rollback.bounded import BoundedMap
 
 
 def test_the_oldest_outcomes_are_forgotten_past_the_bound() -> None:

@@ -20,6 +20,7 @@ from rollback.models import AuditRecord, DeploymentRecord
 from rollback.runtime import Runtime
 from rollback.stores.audit import AuditStore
 from rollback.stores.history import RECORD_FIELDS, HistoryStore, record_to_dict
+from rollback.stores.history_days import BLOCK_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,9 @@ def _audit_row(record: AuditRecord) -> dict[str, Any]:
     }
 
 
-# What a report reads of each record (the environment is the key it asks for).
-STORE_FIELDS = tuple(f for f in HISTORY_COLUMNS if f not in ("environment", "commit_sha"))
+# What a report reads of each record (the environment is the key it asks for): what the
+# store's day blocks hold.
+STORE_FIELDS = BLOCK_FIELDS
 
 
 def history_from_store(

@@ -29,6 +29,11 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#!|~])")
 _LOG_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
+def has_control(text: str) -> bool:
+    """True when ``text`` holds a control, line-separator or bidi character."""
+    return _CONTROL.search(text) is not None
+
+
 def _one_line(text: str) -> str:
     return _CONTROL.sub(" ", text)
 

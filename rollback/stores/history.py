@@ -12,18 +12,23 @@ The store is where the history becomes true, so it normalizes on the way in:
 - ``expires_at`` (the TTL) runs from the deploy's finish, ``retention_days`` out;
 - a record that finishes before it starts is refused.
 
-Reports read a window through ``read_window``: one Query of the environment/time index
-with a projection of the fields they use, each page decoded into Arrow columns
-(``history_pages``: Arrow's JSON reader on the wire bytes, no Python object per value).
+Reports read a window through ``read_window``: each closed UTC day from its day block
+(``history_days``: the day's records as compressed Arrow columns, used only while its
+count equals the day's counter, which every write moves), and the days without a current
+block from their records, by a Query of the environment/time index with a projection of
+the fields they use, each page decoded into Arrow columns (``history_pages``: Arrow's
+JSON reader on the wire bytes, no Python object per value). A closed day read from its
+records gets its block then, so the next read fetches it whole.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -31,10 +36,14 @@ from botocore.exceptions import ClientError
 from rollback import aws
 from rollback.errors import MissingTableError, StoreError
 from rollback.models import DeploymentRecord, parse_iso, utcnow
+from rollback.stores import history_days
 from rollback.stores._dynamo import DynamoTable, from_item, side_by_side, to_item
+from rollback.text import has_control
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from rollback.stores.history_days import Day
 
 log = logging.getLogger(__name__)
 BY_SERVICE_TIME = "by-service-time"
@@ -60,6 +69,9 @@ RECORD_FIELDS = (
 _TIME_FIELDS = ("committed_at", "started_at", "finished_at")
 _NUMBER_FIELDS = ("schema_version", "min_schema_version", "max_schema_version")
 _BATCH_WRITE, _BATCH_GET = 25, 100
+# The window read also reads this far before its start from the day blocks: each seen
+# service's last deploy before the window is usually there (a Query per service if not).
+LOOKBACK = timedelta(days=1)
 
 
 def utc_text(ts: datetime | None) -> str | None:
@@ -80,7 +92,12 @@ def record_to_dict(record: DeploymentRecord) -> dict[str, Any]:
 
 
 def check_record(record: DeploymentRecord) -> None:
-    """ValueError when the record cannot be true (it finishes before it starts)."""
+    """ValueError when the record cannot be true (it finishes before it starts) or names
+    its place with control characters."""
+    for name in ("environment", "service"):
+        value = getattr(record, name)
+        if not value or has_control(value):
+            raise ValueError(f"{name} must be non-empty text without control characters")
     if record.started_at and record.finished_at and record.finished_at < record.started_at:
         raise ValueError(
             f"finished_at {utc_text(record.finished_at)} is before started_at "
@@ -206,18 +223,31 @@ class HistoryStore(DynamoTable):
         return to_item(data)
 
     def append(self, record: DeploymentRecord) -> bool:
-        """Add one record; False when the table already holds its record id (the same
-        record twice is a no-op, never a duplicate). ValueError for a record that
-        cannot be true."""
+        """Add one record, counted in its day in the same transaction; False when the
+        table already holds its record id (the same record twice is a no-op, never a
+        duplicate). ValueError for a record that cannot be true."""
         check_record(record)
+        item = self._item(record)
+        count = history_days.count_update(
+            self.table, record.environment, history_days.day_of(item["t"]["S"]), 1,
+            self.retention_days,
+        )  # fmt: skip
         try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=self._item(record),
-                ConditionExpression="attribute_not_exists(pk)",
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {"Update": count},
+                ]
             )
         except ClientError as exc:
-            if aws.error_code(exc) == "ConditionalCheckFailedException":
+            reasons = exc.response.get("CancellationReasons") or [{}]
+            if reasons[0].get("Code") == "ConditionalCheckFailed":
                 log.info("history already holds %s of %s", record.record_id, record.service)
                 return False
             raise aws.translate(exc, f"write history for {record.service}") from exc
@@ -243,9 +273,23 @@ class HistoryStore(DynamoTable):
                 fresh[key] = record
         present = self._existing(list(fresh))
         new = [r for k, r in fresh.items() if k not in present]
+        self._count(new)  # before the writes: a day's count is never short of its records
         for start in range(0, len(new), _BATCH_WRITE):
             self._write_batch(new[start : start + _BATCH_WRITE])
         return ImportResult(len(new), repeated + len(present), tuple(refused))
+
+    def _count(self, records: Sequence[DeploymentRecord]) -> None:
+        days = Counter(
+            (r.environment, history_days.day_of(self._item(r)["t"]["S"])) for r in records
+        )
+        for (environment, day), rows in sorted(days.items()):
+            update = history_days.count_update(
+                self.table, environment, day, rows, self.retention_days
+            )
+            try:
+                self.client.update_item(**update)
+            except ClientError as exc:
+                raise aws.translate(exc, "import history") from exc
 
     def _existing(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         found: set[tuple[str, str]] = set()
@@ -338,13 +382,148 @@ class HistoryStore(DynamoTable):
         end: datetime,
         fields: Sequence[str],
     ) -> pa.Table:
-        """Columns (text) of the environment's records whose time is in ``[start, end)``,
-        read with one paged Query of the environment/time index and only ``fields``;
-        then, for each service seen, its last deploy before ``start`` (a rollback in the
-        window may revert it)."""
+        """Columns of the environment's records whose time is in ``[start, end)``, oldest
+        first, then, for each service seen, its last deploy before ``start`` (a rollback
+        in the window may revert it). Times come as UTC timestamps when the store wrote
+        them (text otherwise). Fields a day block holds are read from the blocks."""
+        if set(fields) <= set(history_days.BLOCK_FIELDS):
+            table = self._read_days(environment, start, end)
+            if table is not None:
+                return table.select(list(fields))
+        return self._read_records(environment, start, end, fields)
+
+    def _read_records(
+        self, environment: str, start: datetime, end: datetime, fields: Sequence[str]
+    ) -> pa.Table:
         from rollback.stores import history_pages  # pyarrow: loaded by the reports only
 
-        window = self._query_table(
+        window = self._records_between(environment, start, end, fields)
+        seen = window.column("service").unique().to_pylist() if "service" in fields else []
+        services = sorted(s for s in seen if s)
+        # One small Query per service, each mostly a round trip: sent side by side.
+        befores = side_by_side(lambda s: self._last_deploy(environment, s, start, fields), services)
+        return history_pages.concat([window, *befores], fields)
+
+    def _read_days(self, environment: str, start: datetime, end: datetime) -> pa.Table | None:
+        """The window read through the day blocks: each closed day (before today, UTC)
+        with a current block from it, the other days from their records (building the
+        blocks of closed days on the way); ``LOOKBACK`` before ``start`` too, for the
+        last deploys. None when a record's times are not the store's UTC text."""
+        from rollback.stores import history_blocks as blocks
+
+        days = history_days.days_between(start - LOOKBACK, end)
+        today = utcnow().date()
+        closed = [d for d in days if d < today]
+        held = self._day_items(environment, closed)
+        parts: list[tuple[date, pa.Table]] = []
+        missing = []
+        for day in closed:
+            blobs = held[day].block() if day in held else None
+            if blobs is None:
+                missing.append(day)
+            else:
+                parts.append((day, blocks.decode(blobs)))
+        spans = list(history_days.spans(missing))
+        if len(closed) < len(days):
+            spans.append((days[len(closed)], days[-1]))
+        fields = (*history_days.BLOCK_FIELDS, "t")
+        for first, last in spans:
+            # a closed day is read whole (its block is built from it), the open days to end
+            a = history_days.start_of(first)
+            b = history_days.start_of(last + timedelta(days=1)) if last < today else end
+            records = blocks.typed(self._records_between(environment, a, b, fields))
+            if records is None:
+                return None
+            building = [d for d in missing if first <= d <= last]
+            for day, rows in blocks.by_day(records, building).items():
+                self._publish(environment, day, rows, held.get(day))
+            parts.append((first, records))
+        table = blocks.concat(t for _, t in sorted(parts, key=lambda p: p[0]))
+        window = blocks.between(table, start, end)
+        services = sorted(s for s in window.column("service").unique().to_pylist() if s)
+        found = blocks.last_deploys(blocks.between(table, start - LOOKBACK, start), services)
+        rest = [s for s in services if s not in found]
+        queried = side_by_side(lambda s: self._last_deploy(environment, s, start, fields), rest)
+        befores = [found[s] for s in services if s in found] + [blocks.typed(q) for q in queried]
+        if any(b is None for b in befores):
+            return None
+        return blocks.concat([window, *befores])
+
+    def _day_items(self, environment: str, days: Sequence[date]) -> dict[date, Day]:
+        """The counters and block parts the table holds for ``days``."""
+        from rollback.stores.history_days import read_items
+
+        held: dict[date, Day] = {}
+        if not days:
+            return held
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
+            "ExpressionAttributeValues": to_item(
+                {
+                    ":p": history_days.partition_key(environment),
+                    ":a": f"day#{min(days).isoformat()}",
+                    ":b": f"day#{max(days).isoformat()}#~",
+                }
+            ),
+        }
+        while True:
+            try:
+                out = self.client.query(**kwargs)
+            except ClientError as exc:
+                raise aws.translate(exc, f"read history days of {environment}") from exc
+            read_items(out.get("Items", []), held)
+            if "LastEvaluatedKey" not in out:
+                return held
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    def _publish(self, environment: str, day: date, rows: pa.Table, held: Day | None) -> None:
+        """Keep a closed day's records (all of them: ``rows``) as its block, when the
+        day's counter says they are all (a day written before counters gets its counter
+        now, unless a write made one meanwhile). A block the table refuses (a write came
+        in between, or no right to write) is left: the day is read from its records."""
+        from rollback.stores import history_blocks as blocks
+
+        count = rows.num_rows
+        if held is not None and held.rows is not None and held.rows != count:
+            return  # a write is on its way, or died between its count and its records
+        blobs = blocks.encode(rows)
+        expires = history_days.expires_at(day, self.retention_days)
+        try:
+            for n, blob in enumerate(blobs):
+                key = history_days.part_key(environment, day, count, n)
+                item = key | {"data": {"B": blob}, "expires_at": {"N": str(expires)}}
+                self.client.put_item(TableName=self.table, Item=item)
+            self.client.update_item(
+                TableName=self.table,
+                Key=history_days.counter_key(environment, day),
+                UpdateExpression="SET #rows = :n, block_rows = :n, block_parts = :k, "
+                "expires_at = :x",
+                ConditionExpression=(
+                    "attribute_not_exists(pk)"
+                    if held is None or held.rows is None
+                    else "#rows = :n"
+                ),
+                ExpressionAttributeNames={"#rows": "rows"},
+                ExpressionAttributeValues={
+                    ":n": {"N": str(count)},
+                    ":k": {"N": str(len(blobs))},
+                    ":x": {"N": str(expires)},
+                },
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                log.warning(
+                    "history day block of %s %s not kept (%s): that day is read from its "
+                    "records", environment, day, aws.error_code(exc),
+                )  # fmt: skip
+
+    def _records_between(
+        self, environment: str, start: datetime, end: datetime, fields: Sequence[str]
+    ) -> pa.Table:
+        """The environment's records with ``t`` in ``[start, end)``: one paged Query of
+        the environment/time index."""
+        return self._query_table(
             {
                 "IndexName": BY_ENVIRONMENT_TIME,
                 "KeyConditionExpression": "environment = :e AND t BETWEEN :a AND :b",
@@ -358,11 +537,6 @@ class HistoryStore(DynamoTable):
             },
             fields,
         )
-        seen = window.column("service").unique().to_pylist() if "service" in fields else []
-        services = sorted(s for s in seen if s)
-        # One small Query per service, each mostly a round trip: sent side by side.
-        befores = side_by_side(lambda s: self._last_deploy(environment, s, start, fields), services)
-        return history_pages.concat([window, *befores], fields)
 
     def _last_deploy(
         self, environment: str, service: str, start: datetime, fields: Sequence[str]

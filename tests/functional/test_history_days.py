@@ -1,0 +1,264 @@
+"""The history's day blocks (against the moto server): a closed day is read from its block
+once one is built, and a block is never read once the day holds another record — a late
+write, an import, a builder that lost a race, a day written before counters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pyarrow as pa
+import pytest
+
+from rollback.models import DeploymentRecord, utcnow
+from rollback.stores import history_days
+from rollback.stores.history import HistoryStore
+from rollback.stores.history_days import BLOCK_FIELDS
+
+NOW = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
+START = NOW - timedelta(days=7)
+
+
+def _record(
+    record_id: str, finished: datetime, service: str = "api", **kw: object
+) -> DeploymentRecord:
+    return DeploymentRecord(
+        environment=kw.pop("environment", "prod"),  # type: ignore[arg-type]
+        service=service,
+        version=kw.pop("version", f"v-{record_id}"),  # type: ignore[arg-type]
+        status="success",
+        started_at=finished - timedelta(minutes=2),
+        finished_at=finished,
+        record_id=record_id,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _week(prefix: str = "r", per_day: int = 3) -> list[DeploymentRecord]:
+    """Records on each of the 9 days before NOW (and two services)."""
+    return [
+        _record(f"{prefix}{d}-{n}", NOW - timedelta(days=d, hours=n), service=("api", "web")[n % 2])
+        for d in range(9)
+        for n in range(per_day)
+    ]
+
+
+class Requests:
+    """What the store sent: index Queries (records read), day Queries, block writes."""
+
+    def __init__(self, store: HistoryStore) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+        events = store.client.meta.events
+        for op in ("Query", "PutItem", "UpdateItem"):
+            events.register(f"before-parameter-build.dynamodb.{op}", self._seen(op))
+
+    def _seen(self, op: str):  # type: ignore[no-untyped-def]
+        def seen(params: dict, **_: object) -> None:
+            self.calls.append((op, params.get("IndexName")))
+
+        return seen
+
+    def index_queries(self, index: str = "by-environment-time") -> int:
+        return sum(1 for op, i in self.calls if op == "Query" and i == index)
+
+    def writes(self) -> int:
+        return sum(1 for op, _ in self.calls if op != "Query")
+
+
+@pytest.fixture
+def store(aws: str) -> HistoryStore:
+    history = HistoryStore("hist")
+    history.ensure(create=True)
+    return history
+
+
+@pytest.fixture
+def requests(store: HistoryStore) -> Iterator[Requests]:
+    yield Requests(store)
+
+
+def _read(store: HistoryStore, start: datetime = START, end: datetime = NOW) -> pa.Table:
+    return store.read_window("prod", start, end, BLOCK_FIELDS)
+
+
+def _ids(table: pa.Table) -> list[str]:
+    return sorted(table.column("record_id").to_pylist())
+
+
+def _counter(day: datetime) -> dict:
+    key = history_days.counter_key("prod", day.date())
+    return boto3.client("dynamodb").get_item(TableName="hist", Key=key).get("Item", {})
+
+
+def test_a_closed_day_is_read_from_its_block_after_the_first_read(
+    store: HistoryStore, requests: Requests
+) -> None:
+    # GIVEN nine days of records, imported (each day counted)
+    store.import_many(_week())
+    # WHEN the window is read twice
+    first = _read(store)
+    cold = requests.index_queries()
+    requests.calls.clear()
+    second = _read(store)
+    # THEN the first read read the records and built a block per day; the second read
+    # no record at all (every day of the window and its lookback is closed), and both
+    # reads give the same rows: the window's, oldest first, then each service's last
+    # deploy before it
+    assert cold >= 1 and requests.index_queries() == 0 and requests.writes() == 0
+    assert first.equals(second)
+    in_window = first.column("record_id").to_pylist()[:-2]
+    assert sorted(in_window) == sorted(
+        r.record_id
+        for r in _week()
+        if START <= r.finished_at < NOW  # type: ignore[operator]
+    )
+    assert first.column("record_id").to_pylist()[-2:] == ["r7-2", "r7-1"]  # api, web
+    times = first.column("finished_at").to_pylist()[:-2]
+    assert times == sorted(times)
+    assert first.schema.field("finished_at").type == pa.timestamp("us", tz="UTC")
+    counter = _counter(NOW - timedelta(days=3))
+    assert counter["rows"] == counter["block_rows"] == {"N": "3"}
+
+
+def test_a_late_write_to_a_closed_day_is_read_at_once(
+    store: HistoryStore, requests: Requests
+) -> None:
+    # GIVEN blocks for every day of the window
+    store.import_many(_week())
+    _read(store)
+    # WHEN a deploy finished three days ago is appended now, and another is imported
+    late = _record("late", NOW - timedelta(days=3, minutes=5))
+    imported = _record("imported", NOW - timedelta(days=5, minutes=5), service="web")
+    assert store.append(late) is True
+    assert store.import_many([imported]).stored == 1
+    requests.calls.clear()
+    after = _read(store)
+    # THEN both are in the next read (their days' blocks no longer count), which read
+    # those two days from the records and built their blocks anew
+    assert {"late", "imported"} <= set(after.column("record_id").to_pylist())
+    assert requests.index_queries() == 2
+    requests.calls.clear()
+    again = _read(store)
+    assert requests.index_queries() == 0
+    assert _ids(again) == _ids(after)
+    assert _counter(NOW - timedelta(days=3))["block_rows"] == {"N": "4"}
+
+
+def test_the_same_record_twice_does_not_move_the_count(store: HistoryStore) -> None:
+    # GIVEN a record appended, its day's block built
+    store.append(_record("a", NOW - timedelta(days=2)))
+    _read(store)
+    # WHEN the same record arrives again, by append and by import
+    assert store.append(_record("a", NOW - timedelta(days=2))) is False
+    assert store.import_many([_record("a", NOW - timedelta(days=2))]).stored == 0
+    # THEN the day's count is still 1 and its block is still current
+    counter = _counter(NOW - timedelta(days=2))
+    assert counter["rows"] == counter["block_rows"] == {"N": "1"}
+
+
+def test_a_builder_that_lost_a_race_publishes_nothing(store: HistoryStore) -> None:
+    # GIVEN a day of two records, read by a builder that will publish late
+    day = NOW - timedelta(days=2)
+    store.import_many([_record("a", day), _record("b", day - timedelta(hours=1))])
+    slow = store._day_items("prod", [day.date()])[day.date()]
+    stale = store._read_records("prod", day - timedelta(hours=12), NOW, (*BLOCK_FIELDS, "t"))
+    from rollback.stores import history_blocks
+
+    rows = history_blocks.typed(stale)
+    assert rows is not None and rows.num_rows == 2
+    # WHEN a third record lands, and then the slow builder publishes its two
+    store.append(_record("c", day - timedelta(hours=2)))
+    store._publish("prod", day.date(), rows, slow)
+    # THEN no block was kept, and the read holds all three
+    assert "block_rows" not in _counter(day)
+    assert {"a", "b", "c"} <= set(_read(store).column("record_id").to_pylist())
+
+
+def test_a_day_larger_than_an_item_is_kept_in_parts(
+    store: HistoryStore, requests: Requests, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN parts of at most 6 KB, and 200 records on one day
+    monkeypatch.setattr(history_days, "PART_BYTES", 6_000)
+    from rollback.stores import history_blocks
+
+    monkeypatch.setattr(history_blocks, "PART_BYTES", 6_000)
+    day = NOW - timedelta(days=2)
+    store.import_many([_record(f"p{n:03}", day - timedelta(seconds=n)) for n in range(200)])
+    # WHEN it is read twice
+    first = _read(store)
+    requests.calls.clear()
+    second = _read(store)
+    # THEN the block is in several parts, and the second read (from the parts) is the first
+    parts = int(_counter(day)["block_parts"]["N"])
+    assert parts > 1
+    assert requests.index_queries() == 0
+    assert first.equals(second) and first.num_rows == 200
+
+
+def test_a_day_written_before_counters_gets_one_on_its_first_read(
+    store: HistoryStore, requests: Requests
+) -> None:
+    # GIVEN two records put by an older version of the store (no day counter)
+    day = NOW - timedelta(days=2)
+    for record in (_record("old1", day), _record("old2", day - timedelta(hours=1))):
+        boto3.client("dynamodb").put_item(TableName="hist", Item=store._item(record))
+    assert _counter(day) == {}
+    # WHEN it is read, then a record is appended to that day, then it is read again
+    first = _read(store)
+    counted = _counter(day)
+    store.append(_record("new", day - timedelta(hours=2)))
+    requests.calls.clear()
+    second = _read(store)
+    # THEN the first read counted the day and kept its block; the append moved the
+    # count past the block, and the second read holds all three records
+    assert {"old1", "old2"} <= set(first.column("record_id").to_pylist())
+    assert counted["rows"] == counted["block_rows"] == {"N": "2"}
+    assert {"old1", "old2", "new"} <= set(second.column("record_id").to_pylist())
+    assert requests.index_queries() == 1
+
+
+def test_today_is_read_from_the_records_and_never_blocked(store: HistoryStore) -> None:
+    # GIVEN a record finished an hour ago
+    now = utcnow()
+    store.append(_record("now", now - timedelta(minutes=1)))
+    # WHEN the last day is read twice
+    reads = [_read(store, now - timedelta(hours=1), now + timedelta(seconds=1)) for _ in range(2)]
+    # THEN both hold it, and today has no block (it is still being written)
+    assert all(r.column("record_id").to_pylist() == ["now"] for r in reads)
+    key = history_days.counter_key("prod", (now - timedelta(minutes=1)).date())
+    item = boto3.client("dynamodb").get_item(TableName="hist", Key=key)["Item"]
+    assert item["rows"] == {"N": "1"} and "block_rows" not in item
+
+
+def test_the_last_deploy_before_the_window_comes_from_a_block_or_a_query(
+    store: HistoryStore, requests: Requests
+) -> None:
+    # GIVEN api deployed the day before the window (within the lookback), web 20 days
+    # before, and both deploy inside the window
+    store.import_many(
+        [
+            _record("api-before", START - timedelta(hours=3)),
+            _record("web-before", START - timedelta(days=20), service="web"),
+            _record("api-in", NOW - timedelta(days=1)),
+            _record("web-in", NOW - timedelta(days=1, hours=1), service="web"),
+        ]
+    )
+    _read(store)
+    requests.calls.clear()
+    # WHEN it is read again
+    table = _read(store)
+    # THEN both last deploys before the window come back; only web's needed a Query
+    assert table.column("record_id").to_pylist()[-2:] == ["api-before", "web-before"]
+    assert requests.index_queries("by-service-time") == 1
+
+
+@pytest.mark.parametrize("environment", ["\x1fprod", "pro\nd", ""])
+def test_a_name_with_control_characters_is_refused(store: HistoryStore, environment: str) -> None:
+    # GIVEN a record whose environment could pass for a day item's key, or is a line break
+    record = _record("x", NOW, environment=environment)
+    # WHEN it is written, THEN it is refused with a one-line reason, and nothing is stored
+    with pytest.raises(ValueError, match="control characters"):
+        store.append(record)
+    assert store.import_many([record]).refused[0][1].startswith("environment must be")
+    assert boto3.client("dynamodb").scan(TableName="hist")["Items"] == []

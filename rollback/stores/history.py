@@ -415,18 +415,12 @@ class HistoryStore(DynamoTable):
         today = utcnow().date()
         closed = [d for d in days if d < today]
         held = self._day_items(environment, closed)
-        parts: list[tuple[date, pa.Table]] = []
-        missing = []
-        for day in closed:
-            blobs = held[day].block() if day in held else None
-            if blobs is None:
-                missing.append(day)
-            else:
-                parts.append((day, blocks.decode(blobs)))
+        pieces, missing = self._blocks(held, closed)
         spans = list(history_days.spans(missing))
         if len(closed) < len(days):
             spans.append((days[len(closed)], days[-1]))
         fields = (*history_days.BLOCK_FIELDS, "t")
+        building: dict[date, pa.Table] = {}
         for first, last in spans:
             # a closed day is read whole (its block is built from it), the open days to end
             a = history_days.start_of(first)
@@ -434,20 +428,40 @@ class HistoryStore(DynamoTable):
             records = blocks.typed(self._records_between(environment, a, b, fields))
             if records is None:
                 return None
-            building = [d for d in missing if first <= d <= last]
-            for day, rows in blocks.by_day(records, building).items():
-                self._publish(environment, day, rows, held.get(day))
-            parts.append((first, records))
-        table = blocks.concat(t for _, t in sorted(parts, key=lambda p: p[0]))
-        window = blocks.between(table, start, end)
+            building |= blocks.by_day(records, [d for d in missing if first <= d <= last])
+            pieces.append((a, b, records))
+        side_by_side(lambda d: self._publish(environment, d, building[d], held.get(d)), building)
+        window = blocks.clip(pieces, start, end)
         services = sorted(s for s in window.column("service").unique().to_pylist() if s)
-        found = blocks.last_deploys(blocks.between(table, start - LOOKBACK, start), services)
+        found = blocks.last_deploys(blocks.clip(pieces, start - LOOKBACK, start), services)
         rest = [s for s in services if s not in found]
         queried = side_by_side(lambda s: self._last_deploy(environment, s, start, fields), rest)
         befores = [found[s] for s in services if s in found] + [blocks.typed(q) for q in queried]
         if any(b is None for b in befores):
             return None
         return blocks.concat([window, *befores])
+
+    @staticmethod
+    def _blocks(
+        held: dict[date, Day], closed: Sequence[date]
+    ) -> tuple[list[tuple[datetime, datetime, pa.Table]], list[date]]:
+        """The closed days' current blocks as (from, to, rows), and the days without one
+        (no block, a stale one, or one this version cannot read)."""
+        from rollback.stores import history_blocks as blocks
+
+        pieces, missing = [], []
+        for day in closed:
+            blobs = held[day].block() if day in held else None
+            try:
+                if blobs is None:
+                    raise ValueError("no current block")
+                rows = blocks.decode(blobs)
+            except ValueError:
+                missing.append(day)
+                continue
+            after = history_days.start_of(day + timedelta(days=1))
+            pieces.append((history_days.start_of(day), after, rows))
+        return pieces, missing
 
     def _day_items(self, environment: str, days: Sequence[date]) -> dict[date, Day]:
         """The counters and block parts the table holds for ``days``."""

@@ -178,11 +178,11 @@ def test_a_builder_that_lost_a_race_publishes_nothing(store: HistoryStore) -> No
 def test_a_day_larger_than_an_item_is_kept_in_parts(
     store: HistoryStore, requests: Requests, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN parts of at most 6 KB, and 200 records on one day
-    monkeypatch.setattr(history_days, "PART_BYTES", 6_000)
+    # GIVEN parts of at most 2.5 KB, and 200 records on one day
+    monkeypatch.setattr(history_days, "PART_BYTES", 2_500)
     from rollback.stores import history_blocks
 
-    monkeypatch.setattr(history_blocks, "PART_BYTES", 6_000)
+    monkeypatch.setattr(history_blocks, "PART_BYTES", 2_500)
     day = NOW - timedelta(days=2)
     store.import_many([_record(f"p{n:03}", day - timedelta(seconds=n)) for n in range(200)])
     # WHEN it is read twice
@@ -194,6 +194,27 @@ def test_a_day_larger_than_an_item_is_kept_in_parts(
     assert parts > 1
     assert requests.index_queries() == 0
     assert first.equals(second) and first.num_rows == 200
+
+
+def test_a_damaged_block_is_read_from_the_records_and_built_again(
+    store: HistoryStore, requests: Requests
+) -> None:
+    # GIVEN a day's block, whose part is then overwritten with junk
+    day = NOW - timedelta(days=2)
+    store.import_many([_record("a", day), _record("b", day - timedelta(hours=1))])
+    first = _read(store)
+    key = history_days.part_key("prod", day.date(), 2, 0)
+    boto3.client("dynamodb").put_item(TableName="hist", Item=key | {"data": {"B": b"junk"}})
+    # WHEN it is read twice
+    requests.calls.clear()
+    second = _read(store)
+    index_reads = requests.index_queries()
+    requests.calls.clear()
+    third = _read(store)
+    # THEN the second read took that day from its records (and kept a good block again),
+    # the third from the block, and all three reads agree
+    assert index_reads == 1 and requests.index_queries() == 0
+    assert first.equals(second) and second.equals(third)
 
 
 def test_a_day_written_before_counters_gets_one_on_its_first_read(

@@ -89,7 +89,8 @@ def test_a_day_comes_back_as_it_went_in_sorted_by_time(
     assert all(len(b) <= part_bytes for b in blobs)
     assert (len(blobs) > 1) is (part_bytes < 100_000)
     back = history_blocks.decode(blobs)
-    assert back.equals(table.sort_by("t"))
+    assert back.schema == SCHEMA
+    assert back.to_pydict() == table.sort_by("t").select(SCHEMA.names).to_pydict()
 
 
 def test_rows_are_split_by_day_and_filtered_by_time() -> None:
@@ -108,3 +109,13 @@ def test_the_last_deploy_of_each_service_is_the_latest_one() -> None:
     assert found["s0"].column("record_id").to_pylist() == ["record_id-0"]
     assert found["s1"].column("record_id").to_pylist() == ["record_id-4"]
     assert "gone" not in found
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [b"", b"garbage", history_blocks.MARK + (10).to_bytes(8, "little") + b"not zstd"],
+    ids=["empty", "another format", "damaged"],
+)
+def test_a_part_this_version_cannot_read_is_a_value_error(blob: bytes) -> None:
+    with pytest.raises(ValueError):
+        history_blocks.decode([blob])

@@ -299,6 +299,9 @@ class Server:
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self.days = Days.counted(frame)
+        # the counters alone, for a reset: the next read is cold again, its record
+        # answers already rendered (a cold read then measures the client, not this server)
+        self.counters = [i for part in self.days.items.values() for i, _ in part.values()]
         self.table = Table(frame)
         self.recorded: dict[bytes, bytes] = {}
         self.day_queries: set[bytes] = set()  # recorded answers a write can change
@@ -319,13 +322,18 @@ class Server:
             elif operation == "Query":
                 payload = orjson.dumps(answer(self.table, request))
                 self.recorded[body] = payload
+            elif operation == "ResetDays":  # the benchmark's own call, not DynamoDB's
+                with self.lock:
+                    self.days = Days()
+                    for item in self.counters:
+                        self.days.put(item)
+                    self._forget_days()
+                payload = b"{}"
             elif operation in ("PutItem", "UpdateItem"):
                 with self.lock:
                     write = self.days.put_item if operation == "PutItem" else self.days.update_item
                     write(request)
-                    for key in self.day_queries:
-                        self.recorded.pop(key, None)
-                    self.day_queries.clear()
+                    self._forget_days()
                 payload = b"{}"
             else:
                 raise ValueError(f"unsupported operation {target}")
@@ -334,6 +342,11 @@ class Server:
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
             return 400, error(VALIDATION, str(exc))
         return 200, payload
+
+    def _forget_days(self) -> None:
+        for key in self.day_queries:
+            self.recorded.pop(key, None)
+        self.day_queries.clear()
 
 
 def error(kind: str, message: str) -> bytes:

@@ -177,6 +177,24 @@ def test_a_write_drops_the_recorded_day_answers_it_changes() -> None:
     assert len(after["Items"]) == len(before["Items"]) + 1
 
 
+def test_a_reset_leaves_the_counters_and_no_block() -> None:
+    # GIVEN a block published on a day, and the days read (recorded)
+    server = replay.Server(records())
+    assert put_part(server, "day#2024-05-01#2#0", b"block") == 200
+    assert publish(server, "2024-05-01", 2, "#rows = :n")[0] == 200
+    with_block = day_query(server)
+
+    # WHEN the benchmark resets the days
+    assert server.handle("ReplayBench.ResetDays", b"{}") == (200, b"{}")
+
+    # THEN the days read as at the start: the counters, no part, no block
+    after = day_query(server)
+    assert len(with_block["Items"]) == 3
+    assert [i["sk"]["S"] for i in after["Items"]] == ["day#2024-05-01", "day#2024-05-02"]
+    assert all("block_rows" not in i for i in after["Items"])
+    assert after == day_query(replay.Server(records()))
+
+
 @pytest.mark.parametrize(
     ("operation", "request_"),
     [

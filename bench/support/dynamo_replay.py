@@ -16,7 +16,9 @@ the items *read* reach 1 MB (the whole item counts, not only the projected field
   environment's records per UTC day of ``t``, ``expires_at`` as ``history_days`` sets
   it), and no block: the first read builds them.
 
-Anything else is a 400 ``ValidationException``. Each distinct request's answer is
+One call is the benchmark's own: ``ReplayBench.ResetDays`` takes the day items back to
+the counters alone (the records' recorded answers kept), so that the next read is cold
+again and replays every answer. Anything else is a 400 ``ValidationException``. Each distinct request's answer is
 rendered once and kept ("recorded"): the next identical request replays the bytes, so a
 replayed run measures the client. A successful write drops the recorded day Queries
 (the only answers it can change). ``bench/report_scale.py`` checks the answers against

@@ -27,7 +27,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -48,24 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 BY_SERVICE_TIME = "by-service-time"
 BY_ENVIRONMENT_TIME = "by-environment-time"
-RECORD_FIELDS = (
-    "environment",
-    "service",
-    "version",
-    "status",
-    "kind",
-    "image_tag",
-    "commit_sha",
-    "committed_at",
-    "started_at",
-    "finished_at",
-    "from_version",
-    "trigger",
-    "record_id",
-    "schema_version",
-    "min_schema_version",
-    "max_schema_version",
-)
+RECORD_FIELDS = tuple(f.name for f in fields(DeploymentRecord))
 _TIME_FIELDS = ("committed_at", "started_at", "finished_at")
 _NUMBER_FIELDS = ("schema_version", "min_schema_version", "max_schema_version")
 _BATCH_WRITE, _BATCH_GET = 25, 100

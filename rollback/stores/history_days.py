@@ -36,22 +36,19 @@ Both expire (TTL) a day after the last of their records can.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-# What a day block holds (what the reports and /deployment/stats read), and ``t``.
-BLOCK_FIELDS = (
-    "service",
-    "version",
-    "status",
-    "kind",
-    "committed_at",
-    "started_at",
-    "finished_at",
-    "from_version",
-    "trigger",
-    "record_id",
+from rollback.models import DeploymentRecord
+
+# What a day block holds: the fields the reports and /deployment/stats read (the
+# environment is the block's key), and ``t``.
+BLOCK_FIELDS = tuple(
+    f.name
+    for f in fields(DeploymentRecord)
+    if f.name not in ("environment", "image_tag", "commit_sha")
+    and not f.name.endswith("schema_version")
 )
 PART_BYTES = 300_000  # DynamoDB's item limit is 400 KB, names and keys included
 

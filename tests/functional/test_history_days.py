@@ -4,7 +4,7 @@ write, an import, a builder that lost a race, a day written before counters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -15,24 +15,10 @@ from rollback.models import DeploymentRecord, utcnow
 from rollback.stores import history_days
 from rollback.stores.history import HistoryStore
 from rollback.stores.history_days import BLOCK_FIELDS
+from tests.functional.history_records import record as _record
 
 NOW = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
 START = NOW - timedelta(days=7)
-
-
-def _record(
-    record_id: str, finished: datetime, service: str = "api", **kw: object
-) -> DeploymentRecord:
-    return DeploymentRecord(
-        environment=kw.pop("environment", "prod"),  # type: ignore[arg-type]
-        service=service,
-        version=kw.pop("version", f"v-{record_id}"),  # type: ignore[arg-type]
-        status="success",
-        started_at=finished - timedelta(minutes=2),
-        finished_at=finished,
-        record_id=record_id,
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 def _week(prefix: str = "r", per_day: int = 3) -> list[DeploymentRecord]:
@@ -53,7 +39,7 @@ class Requests:
         for op in ("Query", "PutItem", "UpdateItem"):
             events.register(f"before-parameter-build.dynamodb.{op}", self._seen(op))
 
-    def _seen(self, op: str):  # type: ignore[no-untyped-def]
+    def _seen(self, op: str) -> Callable[..., None]:
         def seen(params: dict, **_: object) -> None:
             self.calls.append((op, params.get("IndexName")))
 

@@ -13,24 +13,10 @@ import pytest
 from reports.load import history_from_store, records_frame
 from rollback.models import DeploymentRecord
 from rollback.stores.history import HistoryStore, record_from_dict
+from tests.functional.history_records import record as _record
 
 PARIS = timezone(timedelta(hours=2))
 NY = timezone(timedelta(hours=-4))
-
-
-def _record(
-    record_id: str, finished: datetime, service: str = "api", **kw: object
-) -> DeploymentRecord:
-    return DeploymentRecord(
-        environment=kw.pop("environment", "prod"),  # type: ignore[arg-type]
-        service=service,
-        version=kw.pop("version", f"v-{record_id}"),  # type: ignore[arg-type]
-        status=kw.pop("status", "success"),  # type: ignore[arg-type]
-        started_at=finished - timedelta(minutes=2),
-        finished_at=finished,
-        record_id=record_id,
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 @pytest.fixture

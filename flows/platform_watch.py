@@ -173,6 +173,9 @@ class PlatformWatch:
         the next receiver to resume."""
         self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:  # a watch cancelled before it ran is stopped too, not lost
+            for watch_id in self._running:
+                self.results.setdefault(watch_id, "stopped")
 
     # -- the watch -----------------------------------------------------------------------
     def _watch(self, watch_id: str, plan: Plan, authenticated_by: str) -> None:

@@ -5,7 +5,9 @@ tests/fakes/ecs_circuit_breaker.py (which moto lacks)."""
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,25 @@ def test_a_resumed_watch_keeps_the_deadline_of_the_event(config_path: Path) -> N
         assert Runtime(config).markers.open_watches() == {}
     finally:
         end_receiver(second)
+
+
+def test_a_watch_that_never_started_before_the_stop_is_stopped_and_kept(
+    config_path: Path,
+) -> None:
+    # GIVEN a receiver whose watch threads are all busy, so a new watch waits its turn
+    edit_config(config_path, timeout(120))
+    config = seed_world(config_path)
+    rx = start_receiver(config)
+    watch = rx.app.state.platform_watch
+    busy = threading.Event()
+    watch._pool = ThreadPoolExecutor(max_workers=1)
+    watch._pool.submit(busy.wait, 30)
+    watch_id = watching(rx)
+    # WHEN the receiver stops before the watch ever ran
+    try:
+        end_receiver(rx)
+    finally:
+        busy.set()
+    # THEN it is reported stopped, not lost, and stays open for the next receiver
+    assert watch.results[watch_id] == "stopped"
+    assert watch_id in Runtime(config).markers.open_watches()

@@ -2,7 +2,7 @@
 
 A report reads weeks of history. Item by item, DynamoDB sends ~280 bytes of typed JSON
 per record and a reader decodes every value; a day block holds one day's records of one
-environment as a compressed Arrow IPC stream (~60 bytes a record), which the window read
+environment as a compressed Arrow IPC stream (~25 bytes a record), which the window read
 fetches in a few large items and decodes in C++.
 
 The records stay the truth; a block is a copy, used only while it is provably whole:

@@ -539,14 +539,14 @@ def wire_check(tmp: Path) -> str:
         store.import_many([record_from_dict({k: v for k, v in r.items() if v}) for r in rows])
         for read in ("cold", "warm"):  # cold: the blocks are built; warm: read from them
             reads[f"moto, {read}"] = store.read_window("prod", start, end, fields)
-        blocks = {"moto": blocks_held(store, "prod")}
+        blocks = {"moto": blocks_held(store, "prod", start, end)}
     server = ReplayServer(tmp / "wire.pkl")
     try:
         os.environ["AWS_ENDPOINT_URL"] = server.url
         store = HistoryStore("hist")
         for read in ("cold", "warm"):
             reads[f"replay, {read}"] = store.read_window("prod", start, end, fields)
-        blocks["replay"] = blocks_held(store, "prod")
+        blocks["replay"] = blocks_held(store, "prod", start, end)
     finally:
         server.close()
     if blocks["moto"] != blocks["replay"] or not blocks["moto"]:
@@ -578,23 +578,13 @@ def plain(table: Any) -> Any:
     return table.cast(schema)
 
 
-def blocks_held(store: Any, environment: str) -> int:
-    """How many of the environment's days hold a current block (counter = block)."""
-    from rollback.stores.history_days import partition_key
+def blocks_held(store: Any, environment: str, start: datetime, end: datetime) -> int:
+    """How many days of the window's read hold a current block, as the store judges it."""
+    from rollback.stores.history import LOOKBACK
+    from rollback.stores.history_days import days_between
 
-    kwargs: dict[str, Any] = {
-        "TableName": store.table,
-        "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
-        "ExpressionAttributeValues": {":p": {"S": partition_key(environment)},
-                                      ":a": {"S": "day#"}, ":b": {"S": "day#~"}},
-    }  # fmt: skip
-    held = 0
-    while True:
-        out = store.client.query(**kwargs)
-        held += sum(1 for i in out["Items"] if "block_rows" in i and i["block_rows"] == i["rows"])
-        if "LastEvaluatedKey" not in out:
-            return held
-        kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+    held = store._day_items(environment, days_between(start - LOOKBACK, end))
+    return sum(day.block() is not None for day in held.values())
 
 
 def run_child(mode: str, directory: Path, env: dict[str, str] | None = None) -> dict[str, Any]:

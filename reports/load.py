@@ -129,7 +129,7 @@ def history_from_store(
     return _arrow_frame([_store_table(store, environment, start, end)])
 
 
-def _store_table(store: HistoryStore, environment: str, start: datetime, end: datetime) -> Any:
+def _store_table(store: HistoryStore, environment: str, start: datetime, end: datetime) -> pa.Table:
     table = store.read_window(environment, start, end, STORE_FIELDS)
     log.info("read %d %s history records from %s", table.num_rows, environment, store.table)
     environments = pa.DictionaryArray.from_arrays(
@@ -138,7 +138,7 @@ def _store_table(store: HistoryStore, environment: str, start: datetime, end: da
     return table.append_column("environment", environments)
 
 
-def _arrow_frame(tables: list[Any]) -> pd.DataFrame:
+def _arrow_frame(tables: list[pa.Table]) -> pd.DataFrame:
     """The records frame of window reads, built in Arrow: UTC times parsed (a column
     Arrow cannot parse is left to pandas), the categories dictionary-encoded (hashed in
     C++, they come out as pandas categoricals), missing kinds and ids filled."""

@@ -36,6 +36,11 @@ def iso(ts: datetime | None) -> str | None:
     return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if ts else None
 
 
+def in_utc(ts: datetime) -> datetime:
+    """``ts`` in UTC (a naive time is taken as UTC)."""
+    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
 def parse_iso(value: str | None) -> datetime | None:
     if not value:
         return None

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from rollback import aws
 from rollback.errors import AlreadyRecordedError
-from rollback.models import AuditRecord, Status, allowed_predecessors, utcnow
+from rollback.models import AuditRecord, Status, allowed_predecessors, in_utc, utcnow
 from rollback.stores import audit_codec as codec
 from rollback.stores._dynamo import from_item, side_by_side, to_item
 from rollback.stores.audit_table import (
@@ -32,7 +32,7 @@ class AuditStore(AuditTable):
 
     def create(self, record: AuditRecord) -> None:
         """Write a new attempt; its ``requested_at`` is stored in UTC (the index order)."""
-        record = dataclasses.replace(record, requested_at=utc(record.requested_at))
+        record = dataclasses.replace(record, requested_at=in_utc(record.requested_at))
         item = codec.to_item_fields(record)
         try:
             self.client.put_item(
@@ -93,7 +93,7 @@ class AuditStore(AuditTable):
         values: dict[str, Any] = {":k": service_key(environment, service)}
         if since:
             cond += " AND requested_at >= :since"
-            values[":since"] = ts_key(utc(since))
+            values[":since"] = ts_key(in_utc(since))
         try:
             out = self.client.query(
                 TableName=self.table,
@@ -123,7 +123,7 @@ class AuditStore(AuditTable):
             "IndexName": BY_SERVICE,
             "KeyConditionExpression": "service_key = :k AND requested_at >= :since",
             "ExpressionAttributeValues": to_item(
-                {":k": service_key(environment, service), ":since": ts_key(utc(since))}
+                {":k": service_key(environment, service), ":since": ts_key(in_utc(since))}
             ),
         }
         items: list[AuditRecord] = []
@@ -139,9 +139,3 @@ class AuditStore(AuditTable):
             if "LastEvaluatedKey" not in out:
                 return items
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-
-
-def utc(ts: datetime) -> datetime:
-    """``ts`` in UTC (a naive time is taken as UTC): the by-service index's sort key
-    compares as text, which is time order only in one offset."""
-    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)

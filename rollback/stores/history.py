@@ -28,14 +28,14 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from rollback import aws
 from rollback.errors import MissingTableError, StoreError
-from rollback.models import DeploymentRecord, parse_iso, utcnow
+from rollback.models import DeploymentRecord, in_utc, parse_iso, utcnow
 from rollback.stores import history_days
 from rollback.stores._dynamo import DynamoTable, from_item, side_by_side, to_item
 from rollback.text import has_control
@@ -60,11 +60,7 @@ LOOKBACK = timedelta(days=1)
 def utc_text(ts: datetime | None) -> str | None:
     """A timestamp as the store writes it: UTC, microseconds, ``+00:00`` (fixed width,
     so comparing the text compares the times)."""
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+    return None if ts is None else in_utc(ts).isoformat(timespec="microseconds")
 
 
 def record_to_dict(record: DeploymentRecord) -> dict[str, Any]:
@@ -211,10 +207,8 @@ class HistoryStore(DynamoTable):
         duplicate). ValueError for a record that cannot be true."""
         check_record(record)
         item = self._item(record)
-        count = history_days.count_update(
-            self.table, record.environment, history_days.day_of(item["t"]["S"]), 1,
-            self.retention_days,
-        )  # fmt: skip
+        environment, day = history_days.item_day(item)
+        count = history_days.count_update(self.table, environment, day, 1, self.retention_days)
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -255,16 +249,14 @@ class HistoryStore(DynamoTable):
             else:
                 fresh[key] = record
         present = self._existing(list(fresh))
-        new = [r for k, r in fresh.items() if k not in present]
+        new = [self._item(r) for k, r in fresh.items() if k not in present]
         self._count(new)  # before the writes: a day's count is never short of its records
         for start in range(0, len(new), _BATCH_WRITE):
             self._write_batch(new[start : start + _BATCH_WRITE])
         return ImportResult(len(new), repeated + len(present), tuple(refused))
 
-    def _count(self, records: Sequence[DeploymentRecord]) -> None:
-        days = Counter(
-            (r.environment, history_days.day_of(self._item(r)["t"]["S"])) for r in records
-        )
+    def _count(self, items: Sequence[dict[str, Any]]) -> None:
+        days = Counter(history_days.item_day(i) for i in items)
         for (environment, day), rows in sorted(days.items()):
             update = history_days.count_update(
                 self.table, environment, day, rows, self.retention_days
@@ -296,10 +288,8 @@ class HistoryStore(DynamoTable):
                 time.sleep(min(0.05 * 2**attempt, 2))
         return found
 
-    def _write_batch(self, records: list[DeploymentRecord]) -> None:
-        pending: dict[str, Any] = {
-            self.table: [{"PutRequest": {"Item": self._item(r)}} for r in records]
-        }
+    def _write_batch(self, items: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self.table: [{"PutRequest": {"Item": i}} for i in items]}
         for attempt in range(8):
             try:
                 out = self.client.batch_write_item(RequestItems=pending)
@@ -398,7 +388,7 @@ class HistoryStore(DynamoTable):
         today = utcnow().date()
         closed = [d for d in days if d < today]
         held = self._day_items(environment, closed)
-        pieces, missing = self._blocks(held, closed)
+        pieces, missing = blocks.held_blocks(held, closed)
         spans = list(history_days.spans(missing))
         if len(closed) < len(days):
             spans.append((days[len(closed)], days[-1]))
@@ -424,32 +414,8 @@ class HistoryStore(DynamoTable):
             return None
         return blocks.concat([window, *befores])
 
-    @staticmethod
-    def _blocks(
-        held: dict[date, Day], closed: Sequence[date]
-    ) -> tuple[list[tuple[datetime, datetime, pa.Table]], list[date]]:
-        """The closed days' current blocks as (from, to, rows), and the days without one
-        (no block, a stale one, or one this version cannot read)."""
-        from rollback.stores import history_blocks as blocks
-
-        pieces, missing = [], []
-        for day in closed:
-            blobs = held[day].block() if day in held else None
-            try:
-                if blobs is None:
-                    raise ValueError("no current block")
-                rows = blocks.decode(blobs)
-            except ValueError:
-                missing.append(day)
-                continue
-            after = history_days.start_of(day + timedelta(days=1))
-            pieces.append((history_days.start_of(day), after, rows))
-        return pieces, missing
-
     def _day_items(self, environment: str, days: Sequence[date]) -> dict[date, Day]:
         """The counters and block parts the table holds for ``days``."""
-        from rollback.stores.history_days import read_items
-
         held: dict[date, Day] = {}
         if not days:
             return held
@@ -469,7 +435,7 @@ class HistoryStore(DynamoTable):
                 out = self.client.query(**kwargs)
             except ClientError as exc:
                 raise aws.translate(exc, f"read history days of {environment}") from exc
-            read_items(out.get("Items", []), held)
+            history_days.read_items(out.get("Items", []), held)
             if "LastEvaluatedKey" not in out:
                 return held
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
@@ -481,8 +447,8 @@ class HistoryStore(DynamoTable):
         in between, or no right to write) is left: the day is read from its records."""
         from rollback.stores import history_blocks as blocks
 
-        count = rows.num_rows
-        if held is not None and held.rows is not None and held.rows != count:
+        count, counted = rows.num_rows, held.rows if held else None
+        if counted is not None and counted != count:
             return  # a write is on its way, or died between its count and its records
         blobs = blocks.encode(rows)
         expires = history_days.expires_at(day, self.retention_days)
@@ -496,11 +462,7 @@ class HistoryStore(DynamoTable):
                 Key=history_days.counter_key(environment, day),
                 UpdateExpression="SET #rows = :n, block_rows = :n, block_parts = :k, "
                 "expires_at = :x",
-                ConditionExpression=(
-                    "attribute_not_exists(pk)"
-                    if held is None or held.rows is None
-                    else "#rows = :n"
-                ),
+                ConditionExpression="attribute_not_exists(pk)" if counted is None else "#rows = :n",
                 ExpressionAttributeNames={"#rows": "rows"},
                 ExpressionAttributeValues={
                     ":n": {"N": str(count)},

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from rollback.stores.history_days import BLOCK_FIELDS, PART_BYTES
+from rollback.stores.history_days import BLOCK_FIELDS, PART_BYTES, Day, start_of
 
 TIME_FIELDS = ("committed_at", "started_at", "finished_at", "t")
 # Few distinct values: dictionary-encoded once, when the block is built, they reach
@@ -74,6 +74,25 @@ def _part(blob: bytes) -> pa.Table:
     return table
 
 
+def held_blocks(
+    held: dict[date, Day], closed: Iterable[date]
+) -> tuple[list[tuple[datetime, datetime, pa.Table]], list[date]]:
+    """The closed days' current blocks as (from, to, rows), and the days without one
+    (no block, a stale one, or one this version cannot read)."""
+    pieces, missing = [], []
+    for day in closed:
+        blobs = held[day].block() if day in held else None
+        try:
+            rows = None if blobs is None else decode(blobs)
+        except ValueError:
+            rows = None
+        if rows is None:
+            missing.append(day)
+        else:
+            pieces.append((start_of(day), start_of(day + timedelta(days=1)), rows))
+    return pieces, missing
+
+
 def typed(table: pa.Table) -> pa.Table | None:
     """Window-read columns (text, as the index Query gives them) in ``SCHEMA``'s types
     (UTC times, categories as dictionaries);
@@ -112,7 +131,7 @@ def by_day(table: pa.Table, days: Iterable[date]) -> dict[date, pa.Table]:
 
 
 def _micros(day: date) -> int:
-    return int(datetime.combine(day, time(), UTC).timestamp()) * 1_000_000
+    return int(start_of(day).timestamp()) * 1_000_000
 
 
 def clip(

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from rollback.models import DeploymentRecord
+from rollback.models import DeploymentRecord, in_utc
 
 # What a day block holds: the fields the reports and /deployment/stats read (the
 # environment is the block's key), and ``t``.
@@ -66,9 +66,10 @@ def part_key(environment: str, day: date, rows: int, part: int) -> dict[str, Any
     return {"pk": {"S": partition_key(environment)}, "sk": {"S": sk}}
 
 
-def day_of(t: str) -> date:
-    """The UTC day of a stored ``t`` (the store writes UTC text)."""
-    return date.fromisoformat(t[:10])
+def item_day(item: dict[str, Any]) -> tuple[str, date]:
+    """The environment and UTC day a record's item counts in (the day of its ``t``,
+    which the store writes as UTC text)."""
+    return item["environment"]["S"], date.fromisoformat(item["t"]["S"][:10])
 
 
 def expires_at(day: date, retention_days: int) -> int:
@@ -97,13 +98,9 @@ def start_of(day: date) -> datetime:
 
 def days_between(start: datetime, end: datetime) -> list[date]:
     """The UTC days that ``[start, end)`` touches (a naive time is UTC)."""
-    first = _utc(start).date()
-    last = _utc(end - timedelta(microseconds=1)).date()
+    first = in_utc(start).date()
+    last = in_utc(end - timedelta(microseconds=1)).date()
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
-
-
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def spans(days: Iterable[date]) -> Iterator[tuple[date, date]]:

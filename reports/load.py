@@ -159,6 +159,10 @@ def _arrow_frame(tables: list[pa.Table]) -> pd.DataFrame:
         if not pa.types.is_dictionary(table.schema.field(column).type):
             encoded = table.column(column).dictionary_encode()
             table = table.set_column(names.index(column), column, encoded)
+    for column in HISTORY_COLUMNS:  # the frame's columns, in order: pandas copies none
+        if column not in names:
+            table = table.append_column(column, pa.nulls(table.num_rows, pa.string()))
+    table = table.select(list(HISTORY_COLUMNS))
     return history_frame(table.unify_dictionaries().to_pandas())
 
 

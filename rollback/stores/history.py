@@ -384,6 +384,7 @@ class HistoryStore(DynamoTable):
         last deploys. None when a record's times are not the store's UTC text."""
         from rollback.stores import history_blocks as blocks
 
+        blocks.steady_memory()
         days = history_days.days_between(start - LOOKBACK, end)
         today = utcnow().date()
         closed = [d for d in days if d < today]
@@ -416,6 +417,8 @@ class HistoryStore(DynamoTable):
 
     def _day_items(self, environment: str, days: Sequence[date]) -> dict[date, Day]:
         """The counters and block parts the table holds for ``days``."""
+        from rollback.stores import history_pages  # pyarrow: loaded by the reports only
+
         held: dict[date, Day] = {}
         if not days:
             return held
@@ -430,15 +433,17 @@ class HistoryStore(DynamoTable):
                 }
             ),
         }
-        while True:
-            try:
-                out = self.client.query(**kwargs)
-            except ClientError as exc:
-                raise aws.translate(exc, f"read history days of {environment}") from exc
-            history_days.read_items(out.get("Items", []), held)
-            if "LastEvaluatedKey" not in out:
-                return held
-            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        history_pages.register(self.client)
+        with history_pages.reading_days():
+            while True:
+                try:
+                    out = self.client.query(**kwargs)
+                except ClientError as exc:
+                    raise aws.translate(exc, f"read history days of {environment}") from exc
+                history_days.read_items(history_pages.page_items(out), held)
+                if "LastEvaluatedKey" not in out:
+                    return held
+                kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
     def _publish(self, environment: str, day: date, rows: pa.Table, held: Day | None) -> None:
         """Keep a closed day's records (all of them: ``rows``) as its block, when the

@@ -9,12 +9,19 @@ that page is decoded typed instead (orjson, then column by column, each value as
 One C++ pass per page and no Python object per value: the columns go on to pandas as
 they are.
 
+The day items' Query (``reading_days``: counters and block parts) is taken over too: its
+items are parsed by orjson as botocore would give them, their binary attributes decoded
+by pybase64 (SIMD: ~1 ms for the 12.6 MB of a 1M-record report's blocks, where the
+standard library's base64 takes ~35 ms).
+
 botocore still parses what is left of the answer (``LastEvaluatedKey``, the counts,
 errors); only ``Items`` is taken over, and only in a thread that is ``reading``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gc
 import io
 import threading
@@ -27,6 +34,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.json as pa_json
+import pybase64
 
 from rollback.stores._dynamo import from_item
 
@@ -41,6 +49,7 @@ class _Reading(threading.local):
 
     fields: tuple[str, ...] | None = None
     keys: tuple[str, ...] = ()
+    days: bool = False  # the day items' Query: items as botocore's, binary decoded here
 
 
 _READING = _Reading()
@@ -71,11 +80,27 @@ def reading(fields: Sequence[str], keys: Sequence[str]) -> Iterator[None]:
             gc.enable()
 
 
+@contextmanager
+def reading_days() -> Iterator[None]:
+    """Query answers in this thread come with their items as ``RawItems``: botocore's
+    shape of them (``{"B": bytes}`` for binary), decoded by orjson and pybase64."""
+    _READING.days = True
+    try:
+        yield
+    finally:
+        _READING.days = False
+
+
+def page_items(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items of one parsed Query answer (taken over or botocore's own)."""
+    return list(answer.get("RawItems", answer.get("Items", [])))
+
+
 def page_table(answer: dict[str, Any], fields: Sequence[str]) -> pa.Table:
     """The items of one parsed Query answer as a table of ``fields`` (all text)."""
     if "ArrowItems" in answer:
         return answer["ArrowItems"]
-    return typed_table(answer.get("RawItems", answer.get("Items", [])), fields)
+    return typed_table(page_items(answer), fields)
 
 
 def concat(tables: Sequence[pa.Table], fields: Sequence[str]) -> pa.Table:
@@ -90,10 +115,10 @@ def _take_items(
     response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
 ) -> None:
     fields = _READING.fields
-    if fields is None or response_dict.get("status_code") != 200:
+    if (fields is None and not _READING.days) or response_dict.get("status_code") != 200:
         return
     raw = response_dict["body"]
-    arrow = arrow_page(raw, fields, _READING.keys)
+    arrow = arrow_page(raw, fields, _READING.keys) if fields is not None else None
     if arrow is not None:
         customized_response_dict["ArrowItems"], rest = arrow
     else:
@@ -102,10 +127,41 @@ def _take_items(
         except orjson.JSONDecodeError:
             return  # let botocore parse (and report) it
         items = rest.pop("Items", None) if isinstance(rest, dict) else None
-        if items is None:
+        if not isinstance(items, list) or (fields is None and not _binary_decoded(items)):
             return
         customized_response_dict["RawItems"] = items
     response_dict["body"] = orjson.dumps(rest)
+
+
+_SCALARS = frozenset(("S", "N", "NULL", "BOOL"))
+
+
+def _binary_decoded(items: list[Any]) -> bool:
+    """Decode, in place, the binary attributes of ``items``: then they are what botocore
+    gives. False (left to botocore) for anything else: an item that is not an object of
+    attributes, a set, list or map (botocore decodes binary inside them), or a binary
+    value that is not base64."""
+    for item in items:
+        if not isinstance(item, dict):
+            return False
+        for attribute in item.values():
+            if not isinstance(attribute, dict) or len(attribute) != 1:
+                return False
+            if "B" in attribute:
+                try:
+                    attribute["B"] = _b64(attribute["B"])
+                except (TypeError, ValueError):
+                    return False
+            elif not _SCALARS.issuperset(attribute):
+                return False
+    return True
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return pybase64.b64decode(text, validate=True)
+    except binascii.Error:
+        return base64.b64decode(text)  # botocore's own decoder: it skips stray characters
 
 
 def arrow_page(

@@ -119,3 +119,29 @@ def test_the_last_deploy_of_each_service_is_the_latest_one() -> None:
 def test_a_part_this_version_cannot_read_is_a_value_error(blob: bytes) -> None:
     with pytest.raises(ValueError):
         history_blocks.decode([blob])
+
+
+@pytest.mark.parametrize(
+    ("chosen", "pool"), [(None, "jemalloc"), ("system", "system"), ("mimalloc", "mimalloc")]
+)
+def test_the_read_takes_arrows_memory_from_jemalloc_unless_a_pool_is_chosen(
+    chosen: str | None, pool: str
+) -> None:
+    # a fresh process: the pool is the process's, as in `rollback report`
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    code = (
+        "import pyarrow as pa\n"
+        "from rollback.stores.history_blocks import steady_memory\n"
+        "steady_memory(); steady_memory()\n"
+        "print(pa.default_memory_pool().backend_name, pa.table({'a': [1]}).nbytes > 0)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == [pool, "True"]

@@ -3,12 +3,13 @@ gives, and steps aside for anything that is not a page of plain strings."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
 import pytest
 
-from rollback.stores.history_pages import arrow_page, typed_table
+from rollback.stores.history_pages import _take_items, arrow_page, reading_days, typed_table
 
 FIELDS = ("service", "version", "trigger")
 KEYS = ("pk", "sk", "t", "environment")
@@ -98,3 +99,75 @@ def test_anything_but_plain_strings_is_decoded_typed_as_text(
 )
 def test_pages_of_another_shape_are_left_to_the_typed_path(body: bytes) -> None:
     assert arrow_page(body, FIELDS, KEYS) is None
+
+
+# -- the day items' Query: taken over only where it gives what botocore gives ------------
+
+
+def botocore_items(body: bytes) -> list[dict[str, Any]]:
+    """botocore's own parse of a Query answer's items."""
+    import botocore.session
+    from botocore.parsers import create_parser
+
+    model = botocore.session.get_session().get_service_model("dynamodb")
+    shape = model.operation_model("Query").output_shape
+    answer = {"body": body, "headers": {}, "status_code": 200}
+    return list(create_parser("json").parse(answer, shape)["Items"])
+
+
+def taken_over(body: bytes) -> tuple[list[dict[str, Any]] | None, bytes]:
+    """What the page hook leaves of a day items' answer: its items, and the body left
+    for botocore."""
+    response: dict[str, Any] = {"body": body, "headers": {}, "status_code": 200}
+    custom: dict[str, Any] = {}
+    with reading_days():
+        _take_items(response, custom)
+    return custom.get("RawItems"), response["body"]
+
+
+def test_day_items_are_botocores_items_with_their_binary_decoded() -> None:
+    # GIVEN a day's counter and its part, as DynamoDB sends them (binary as base64),
+    # one binary value with a line break in its base64 (botocore's decoder skips it)
+    blob = bytes(range(256)) * 40
+    text = base64.b64encode(blob).decode()
+    body = page(
+        {"pk": {"S": "\x1fprod"}, "sk": {"S": "day#2024-05-01"}, "rows": {"N": "12"},
+         "flag": {"BOOL": True}, "none": {"NULL": True}},
+        {"pk": {"S": "\x1fprod"}, "sk": {"S": "day#2024-05-01#12#0"}, "data": {"B": text}},
+        {"pk": {"S": "\x1fprod"}, "sk": {"S": "day#2024-05-01#12#1"},
+         "data": {"B": text[:76] + "\n" + text[76:]}},
+        key={"pk": {"S": "\x1fprod"}, "sk": {"S": "day#2024-05-01#12#1"}},
+    )  # fmt: skip
+
+    # WHEN the hook takes the page over
+    items, rest = taken_over(body)
+
+    # THEN its items are botocore's, binary as bytes, and botocore gets the rest
+    assert items is not None
+    assert items == botocore_items(body)
+    assert items[1]["data"]["B"] == blob == items[2]["data"]["B"]
+    assert orjson.loads(rest) == {k: v for k, v in orjson.loads(body).items() if k != "Items"}
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    [
+        {"M": {"inner": {"B": "AAEC"}}},  # botocore decodes binary inside a map
+        {"BS": ["AAEC"]},
+        {"L": [{"S": "x"}]},
+        {"B": "not base64!"},
+        {"B": 5},
+        {"S": "x", "N": "1"},
+    ],
+)
+def test_day_items_of_any_other_shape_are_left_to_botocore(attribute: dict[str, Any]) -> None:
+    body = page({"pk": {"S": "\x1fprod"}, "sk": {"S": "day#2024-05-01"}, "odd": attribute})
+    items, rest = taken_over(body)
+    assert items is None and rest == body
+
+
+def test_pages_are_left_alone_outside_a_read() -> None:
+    response: dict[str, Any] = {"body": page(), "headers": {}, "status_code": 200}
+    custom: dict[str, Any] = {}
+    _take_items(response, custom)
+    assert custom == {} and response["body"] == page()

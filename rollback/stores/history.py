@@ -162,6 +162,9 @@ class HistoryStore(DynamoTable):
         },
     ]
     ttl_attribute = "expires_at"
+    # Records an import counts at a time, then writes (40 batches; a chunk of one day's
+    # records touches one or two days).
+    import_chunk = 1_000
 
     def __init__(
         self,
@@ -249,10 +252,18 @@ class HistoryStore(DynamoTable):
             else:
                 fresh[key] = record
         present = self._existing(list(fresh))
-        new = [self._item(r) for k, r in fresh.items() if k not in present]
-        self._count(new)  # before the writes: a day's count is never short of its records
-        for start in range(0, len(new), _BATCH_WRITE):
-            self._write_batch(new[start : start + _BATCH_WRITE])
+        new = sorted(
+            (self._item(r) for k, r in fresh.items() if k not in present),
+            key=history_days.item_day,
+        )
+        # Each chunk's days are counted before its records are written: a day's count is
+        # never short of its records. An import that dies leaves only the days of the
+        # chunk it was writing counted ahead (read from their records from then on).
+        for start in range(0, len(new), self.import_chunk):
+            chunk = new[start : start + self.import_chunk]
+            self._count(chunk)
+            for first in range(0, len(chunk), _BATCH_WRITE):
+                self._write_batch(chunk[first : first + _BATCH_WRITE])
         return ImportResult(len(new), repeated + len(present), tuple(refused))
 
     def _count(self, items: Sequence[dict[str, Any]]) -> None:

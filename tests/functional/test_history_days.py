@@ -269,3 +269,68 @@ def test_a_name_with_control_characters_is_refused(store: HistoryStore, environm
         store.append(record)
     assert store.import_many([record]).refused[0][1].startswith("environment must be")
     assert boto3.client("dynamodb").scan(TableName="hist")["Items"] == []
+
+
+WRITES = ("TransactWriteItems", "BatchWriteItem", "UpdateItem", "PutItem")
+
+
+def _on_writes(store: HistoryStore, handler: Callable[..., None], on: bool = True) -> None:
+    """``handler`` called before each write the store sends (any kind of write)."""
+    events = store.client.meta.events
+    for op in WRITES:
+        name = f"before-parameter-build.dynamodb.{op}"
+        events.register(name, handler) if on else events.unregister(name, handler)
+
+
+def _days_counted_ahead(store: HistoryStore) -> set:
+    """The days whose counter is not the number of records the table holds for them
+    (read from the index, which builds no block and sets no counter)."""
+    first = NOW - timedelta(days=12)
+    records = store._records_between("prod", first, NOW + timedelta(days=1), ("t",))
+    held: dict[str, int] = {}
+    for t in records.column("t").to_pylist():
+        held[t[:10]] = held.get(t[:10], 0) + 1
+    ahead = set()
+    for n in range(13):
+        day = (first + timedelta(days=n)).date()
+        counted = int(
+            _counter(datetime.combine(day, datetime.min.time(), UTC)).get("rows", {"N": "0"})["N"]
+        )
+        assert counted >= held.get(day.isoformat(), 0), f"{day} counted short of its records"
+        if counted != held.get(day.isoformat(), 0):
+            ahead.add(day)
+    return ahead
+
+
+def test_an_import_that_dies_leaves_only_the_days_it_was_writing_counted_ahead(
+    store: HistoryStore, requests: Requests
+) -> None:
+    # GIVEN an import of 306 records over ten days, counted and written 40 at a time,
+    # which dies before its eighth write (the second chunk's third batch)
+    store.import_chunk = 40
+    week = _week(per_day=34)
+    sent: list[str] = []
+
+    def dies(**kwargs: object) -> None:
+        sent.append(str(kwargs["event_name"]).rsplit(".", 1)[-1])
+        if sent.count("BatchWriteItem") == 4:
+            raise ConnectionError("the import's process died")
+
+    _on_writes(store, dies)
+    with pytest.raises(ConnectionError):
+        store.import_many(week)
+    # THEN every day but those of the chunk it was writing is counted as its records
+    ahead = _days_counted_ahead(store)
+    assert 1 <= len(ahead) <= 2
+    # WHEN the import is run again, and the window read twice
+    _on_writes(store, dies, on=False)
+    again = store.import_many(week)
+    assert again.stored + again.already_present == len(week) and 0 < again.stored < len(week)
+    assert _days_counted_ahead(store) == ahead  # the re-run counts only what it writes
+    _read(store)
+    requests.calls.clear()
+    second = _read(store)
+    # THEN the second read comes from the blocks but for those days (their records read)
+    assert requests.index_queries() == len(list(history_days.spans(sorted(ahead))))
+    in_window = sum(1 for r in week if START <= r.finished_at < NOW)  # type: ignore[operator]
+    assert second.num_rows == in_window + 2  # and each service's last deploy before it

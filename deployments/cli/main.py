@@ -353,13 +353,22 @@ def sandbox(
             f"then: rollback run --config {config_out} --env staging --service api --reason test"
         )
         typer.echo("Ctrl-C to stop.")
-        try:
-            while True:
-                import time
+        _wait_for_stop()
+        typer.echo("sandbox stopped")
 
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            typer.echo("sandbox stopped")
+
+def _wait_for_stop() -> None:
+    """Until Ctrl-C or SIGTERM. Both are taken here, so the caller's moto server stops
+    with it: a plain `kill` used to leave it running on the port, and a sandbox started
+    as a shell's background job (SIGINT ignored) did not stop on Ctrl-C."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1):
+        pass
 
 
 @app.command()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -94,7 +95,22 @@ def test_missing_table_is_a_clear_error_naming_it(aws: str, tmp_path: Path) -> N
         Runtime(load_config(path)).ensure_tables()
 
 
-def test_sandbox_command_serves_a_seeded_world_until_interrupted(tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job starts
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "stop", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C, started as a background job", "kill"]
+)
+def test_sandbox_command_serves_a_seeded_world_until_interrupted(tmp_path: Path, stop: int) -> None:
     port, config = free_port(), tmp_path / "sandbox.yaml"
     rollback = str(Path(sys.executable).with_name("rollback"))
     env = cli_env()
@@ -105,6 +121,7 @@ def test_sandbox_command_serves_a_seeded_world_until_interrupted(tmp_path: Path)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_ignore_sigint,
     )
     try:
         lines = []
@@ -125,5 +142,8 @@ def test_sandbox_command_serves_a_seeded_world_until_interrupted(tmp_path: Path)
         assert out.returncode == 0, out.stderr
         assert [r["version"] for r in json.loads(out.stdout)][:2] == ["api:4", "api:3"]
     finally:
-        os.kill(proc.pid, signal.SIGINT)
+        # WHEN it is stopped THEN it ends, and its moto server with it
+        os.kill(proc.pid, stop)
         assert proc.wait(timeout=20) == 0
+        assert "sandbox stopped" in proc.stdout.read()
+        assert not _answers(f"http://127.0.0.1:{port}/moto-api/")

@@ -428,9 +428,12 @@ def store_child(d: Path) -> dict[str, Any]:
         numbers[env] = pandas_numbers(report.document)
         metrics = metrics_document(env, report.document["window"], "", [])
         write_local(pipeline.render_files(report, metrics), d / "out-store")
+    import pyarrow as pa
+
     out = {
         "client_seconds": client,
         "read_seconds": read,
+        "arrow_pool": pa.default_memory_pool().backend_name,  # the one the read chose
         "seconds": time.perf_counter() - t,
         "rows": len(history),
         "numbers": numbers,
@@ -659,6 +662,7 @@ def store_phase(n: int, d: Path) -> dict[str, Any]:
         "read_over_bare_same_python_strings": replay["read_seconds"] / python["seconds"],
         "bare_same_parquet_s": parquet["seconds"],
         "read_over_bare_same_parquet": replay["read_seconds"] / parquet["seconds"],
+        "arrow_pool": replay["arrow_pool"],
         "load_average": Path("/proc/loadavg").read_text().split()[:3],
         "peak_mb": replay["peak_mb"],
         "numbers": replay["numbers"],
@@ -677,7 +681,7 @@ def store_phase(n: int, d: Path) -> dict[str, Any]:
         f"reference, bare load with Python strings {python['seconds']:.2f}s "
         f"({row['read_over_bare_same_python_strings']:.2f}x), from Parquet "
         f"{parquet['seconds']:.2f}s ({row['read_over_bare_same_parquet']:.2f}x); "
-        f"load average {' '.join(row['load_average'])}",
+        f"Arrow memory pool {row['arrow_pool']}; load average {' '.join(row['load_average'])}",
         flush=True,
     )
     return row

@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
-import signal
 import threading
 import time
 import uuid
@@ -65,6 +64,7 @@ from rollback.config import Config
 from rollback.errors import LockHeldError
 from rollback.models import RollbackRequest, new_id
 from rollback.runtime import Runtime
+from rollback.stopping import wait_for_stop
 from rollback.text import log_safe
 
 log = logging.getLogger(__name__)
@@ -432,14 +432,9 @@ def serve_worker(
     if health_interval_s > 0 and guard is not None and guard.services:
         loop = GuardLoop(config, f"worker-{uuid.uuid4()}", health_interval_s)
         _every(health_interval_s, stop, "health-guard", lambda: loop.tick(rt))
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not stop.wait(1):
-            pass
-    except KeyboardInterrupt:
-        stop.set()
+        wait_for_stop(stop)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         log.warning("rollback worker stopping: finishing the rollbacks it runs")
         dispatcher.stop()
 

@@ -10,7 +10,7 @@ import httpx
 
 from devstack.sandbox import free_port
 
-__all__ = ["BusyRetry", "free_port", "reset_moto", "wait_http"]
+__all__ = ["BusyRetry", "answers", "free_port", "reset_moto", "wait_http"]
 
 
 def wait_http(url: str, timeout: float = 20) -> None:
@@ -23,6 +23,15 @@ def wait_http(url: str, timeout: float = 20) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not answer within {timeout}s") from None
             time.sleep(0.05)
+
+
+def answers(url: str) -> bool:
+    """Does ``url`` answer 200 now (within a second)?"""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 def reset_moto(url: str) -> None:

@@ -7,6 +7,7 @@ import getpass
 import json
 import os
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ import typer  # noqa: E402
 from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 
 from rollback.errors import ConfigError, MissingTableError, RollbackError  # noqa: E402
+from rollback.stopping import wait_for_stop  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 STATUS_EXIT = {
@@ -353,22 +355,8 @@ def sandbox(
             f"then: rollback run --config {config_out} --env staging --service api --reason test"
         )
         typer.echo("Ctrl-C to stop.")
-        _wait_for_stop()
+        wait_for_stop(threading.Event())
         typer.echo("sandbox stopped")
-
-
-def _wait_for_stop() -> None:
-    """Until Ctrl-C or SIGTERM. Both are taken here, so the caller's moto server stops
-    with it: a plain `kill` used to leave it running on the port, and a sandbox started
-    as a shell's background job (SIGINT ignored) did not stop on Ctrl-C."""
-    import signal
-    import threading
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1):
-        pass
 
 
 @app.command()

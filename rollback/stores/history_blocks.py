@@ -3,6 +3,7 @@ the window read (``history_days`` has the layout and why a block can be trusted)
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ MARK = b"RBD1"
 _ZSTD = pa.Codec("zstd", compression_level=3)
 
 
+@functools.cache  # once a process: every read calls it, from its environments' threads
 def steady_memory() -> None:
     """Arrow's buffers from jemalloc, unless ``ARROW_DEFAULT_MEMORY_POOL`` names a pool.
     pyarrow's default, mimalloc, asks the kernel for transparent huge pages; on a VM
@@ -47,8 +49,7 @@ def steady_memory() -> None:
         pool = pa.jemalloc_memory_pool()
     except NotImplementedError:
         return
-    if pa.default_memory_pool().backend_name != pool.backend_name:
-        pa.set_memory_pool(pool)
+    pa.set_memory_pool(pool)
 
 
 def encode(table: pa.Table) -> list[bytes]:

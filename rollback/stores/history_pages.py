@@ -93,7 +93,8 @@ def reading_days() -> Iterator[None]:
 
 def page_items(answer: dict[str, Any]) -> list[dict[str, Any]]:
     """The items of one parsed Query answer (taken over or botocore's own)."""
-    return list(answer.get("RawItems", answer.get("Items", [])))
+    items: list[dict[str, Any]] = answer.get("RawItems", answer.get("Items", []))
+    return items
 
 
 def page_table(answer: dict[str, Any], fields: Sequence[str]) -> pa.Table:

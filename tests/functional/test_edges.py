@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +28,7 @@ from rollback.models import RollbackRequest
 from rollback.runtime import Runtime
 from tests.conftest import cli_env
 from tests.functional.world import make_world, service_task_definition
+from tests.servers import answers
 
 
 @contextmanager
@@ -99,14 +99,6 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job starts
 
 
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=2).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize(
     "stop", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C, started as a background job", "kill"]
 )
@@ -146,4 +138,4 @@ def test_sandbox_command_serves_a_seeded_world_until_interrupted(tmp_path: Path,
         os.kill(proc.pid, stop)
         assert proc.wait(timeout=20) == 0
         assert "sandbox stopped" in proc.stdout.read()
-        assert not _answers(f"http://127.0.0.1:{port}/moto-api/")
+        assert not answers(f"http://127.0.0.1:{port}/moto-api/")

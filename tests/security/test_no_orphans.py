@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from tests.conftest import cli_env
 from tests.functional.world import make_world
+from tests.servers import answers
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -68,17 +68,9 @@ def temporary_server(cli_pid: int) -> tuple[int, int] | None:
         args = cmdline(pid)
         if "uvicorn" in args and "--port" in args:
             port = int(args[args.index("--port") + 1])
-            if _answers(f"http://127.0.0.1:{port}/api/health"):
+            if answers(f"http://127.0.0.1:{port}/api/health"):
                 return pid, port
     return None
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 def wait_for(what: str, check: Callable[[], object], proc: subprocess.Popen[str]) -> object:
@@ -153,7 +145,7 @@ def kill_and_check(proc: subprocess.Popen[str], sig: int) -> None:
     proc.send_signal(sig)
     proc.wait(timeout=30)
     assert_all_gone(tree)
-    assert not _answers(f"http://127.0.0.1:{server[1]}/api/health")
+    assert not answers(f"http://127.0.0.1:{server[1]}/api/health")
 
 
 # -- the tests ----------------------------------------------------------------------------
@@ -194,7 +186,7 @@ def test_killed_serve_leaves_no_temporary_server(aws: str, tmp_path: Path) -> No
         env=no_prefect_api_env(tmp_path),
     )
     try:
-        wait_for("the receiver", lambda: _answers(f"http://127.0.0.1:{port}/healthz"), proc)
+        wait_for("the receiver", lambda: answers(f"http://127.0.0.1:{port}/healthz"), proc)
         wait_for("the temporary server", lambda: temporary_server(proc.pid), proc)
         # WHEN the receiver is killed THEN its temporary server dies with it
         kill_and_check(proc, signal.SIGKILL)
